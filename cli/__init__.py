@@ -1,0 +1,1 @@
+"""The `llm-rollout` command line."""

@@ -1,0 +1,56 @@
+"""`llm-rollout`: the command-line entry point and its subcommands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from spec import SpecFileError, load_specs, spec_files
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llm-rollout")
+def cli() -> None:
+    """Release open-weight LLMs to Kubernetes with vLLM, gated on Prometheus."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check release specs (files, or folders of *.yaml); one line per problem.
+
+    Exits 0 when every spec is valid, 1 otherwise. Problems read `file: field: message`.
+    """
+    files = _expand(paths)
+    try:
+        specs = load_specs(files)
+    except SpecFileError as error:
+        for problem in error.problems:
+            click.echo(str(problem))
+        broken = len({problem.path for problem in error.problems})
+        click.echo(
+            f"{len(error.problems)} problem(s) in {broken} of {len(files)} spec file(s)",
+            err=True,
+        )
+        sys.exit(1)
+    for path, spec in zip(files, specs, strict=True):
+        click.echo(f"{path}: ok ({spec.name} in namespace {spec.namespace})")
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Folders become the spec files inside them; files stay as given."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(spec_files(path) if path.is_dir() else [path])
+    return files
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="llm-rollout")
+
+
+if __name__ == "__main__":
+    main()

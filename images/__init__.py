@@ -1,0 +1,1 @@
+"""Images: the vLLM serving image build context, its content tag, and the builders."""

@@ -1,0 +1,1 @@
+"""Kubernetes: versioned release manifests, server-side apply, rollout watch, rollback."""

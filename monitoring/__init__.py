@@ -1,0 +1,1 @@
+"""Monitoring: vLLM metric catalogue, Prometheus rules and the promotion gate."""

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: environments, linters (ruff; mypy on the domain packages), pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k gate -x`.
+set -euo pipefail
+source "$(dirname "$0")/setup.sh"
+cd "$REPO_ROOT"
+
+ensure_python_env
+
+say "ruff"
+ruff check .
+ruff format --check .
+say "mypy (domain packages)"
+mypy spec weights images k8s monitoring
+say "pytest"
+pytest "$@"

@@ -1,0 +1,204 @@
+"""Rules a release spec must follow that a single field's type cannot express.
+
+Each rule yields a `Problem` naming the field the user should change, so the CLI can print
+`file: field: message` lines and a user fixes every problem in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from spec.quantity import parse_quantity
+
+if TYPE_CHECKING:
+    from spec.schema import ReleaseSpec
+
+FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# 7-39 hex characters look like an abbreviated commit, which the Hub does not resolve.
+ABBREVIATED_COMMIT = re.compile(r"^[0-9a-f]{7,39}$")
+# git check-ref-format: no control characters, space, ~ ^ : ? * [ \ in a ref name.
+_FORBIDDEN_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_PERCENT = re.compile(r"^(\d{1,3})%$")
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+# Kubernetes would inject VLLM_PORT=tcp://... into every pod for a Service named "vllm",
+# and vLLM refuses to start when VLLM_PORT is not a number.
+RESERVED_NAMES = frozenset({"vllm"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: the dotted field path and what is allowed there."""
+
+    field: str
+    message: str
+
+
+class SpecRuleViolations(Exception):
+    """The spec's fields are each valid but break rules that relate them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def revision_problem(revision: str) -> str | None:
+    """Say why `revision` is not a branch, tag or full commit, or return None."""
+    if FULL_COMMIT.match(revision):
+        return None
+    if ABBREVIATED_COMMIT.match(revision) and any(c.isdigit() for c in revision):
+        return (
+            f"'{revision}' looks like an abbreviated commit; give the full 40-hex commit, "
+            "a branch or a tag"
+        )
+    if (
+        not revision
+        or _FORBIDDEN_REF_CHARS.search(revision)
+        or ".." in revision
+        or "@{" in revision
+        or "//" in revision
+        or revision.startswith(("-", "/", "."))
+        or revision.endswith(("/", ".", ".lock"))
+        or revision == "@"
+    ):
+        return (
+            f"'{revision}' is not a valid branch, tag or commit; allowed: a git ref name "
+            "(no spaces, '..', '~^:?*[\\', leading '-' or '/') or a full 40-hex commit"
+        )
+    return None
+
+
+def int_or_percent_problem(value: int | str) -> str | None:
+    """Say why `value` is not a non-negative count or a 0-100 percentage, or return None."""
+    if isinstance(value, int):
+        return None if value >= 0 else f"{value} must not be negative"
+    match = _PERCENT.match(value)
+    if not match or int(match[1]) > 100:
+        return f"'{value}' must be a whole number or a percentage like '25%'"
+    return None
+
+
+def cron_problem(expression: str) -> str | None:
+    """Say why `expression` is not a five-field numeric cron expression, or return None."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return f"'{expression}' must have 5 fields (minute hour day month weekday)"
+    for text, (low, high), label in zip(fields, _CRON_RANGES, _CRON_NAMES, strict=True):
+        numbers = [int(n) for n in re.findall(r"\d+", text.split("/")[0])]
+        if not _CRON_FIELD.match(text) or any(not low <= n <= high for n in numbers):
+            return f"'{expression}': {label} field '{text}' must be * or numbers {low}-{high}"
+    return None
+
+
+def cross_field_problems(spec: ReleaseSpec) -> list[Problem]:
+    """Every cross-field rule `spec` breaks, in the order a reader meets the fields."""
+    return list(_cross_field_problems(spec))
+
+
+def _is_zero(value: int | str) -> bool:
+    return value in (0, "0%")
+
+
+def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
+    if spec.name in RESERVED_NAMES:
+        yield Problem(
+            "name",
+            f"'{spec.name}' is reserved: Kubernetes would set VLLM_PORT in every pod from a "
+            "Service of that name and vLLM would refuse to start; choose another name",
+        )
+    serving, resources, rollout = spec.serving, spec.resources, spec.rollout
+    parallel = serving.tensor_parallel_size * serving.pipeline_parallel_size
+    if resources.gpus != parallel:
+        yield Problem(
+            "resources.gpus",
+            f"{resources.gpus} GPUs per replica, but tensor_parallel_size × "
+            f"pipeline_parallel_size = {serving.tensor_parallel_size} × "
+            f"{serving.pipeline_parallel_size} = {parallel}; they must be equal",
+        )
+    if serving.tensor_parallel_size > resources.gpus_per_node:
+        yield Problem(
+            "serving.tensor_parallel_size",
+            f"{serving.tensor_parallel_size} exceeds the {resources.gpus_per_node} GPUs of one "
+            "node (resources.gpus_per_node); tensor parallelism must stay inside one node, "
+            "use pipeline_parallel_size across nodes",
+        )
+    if _is_zero(rollout.max_surge) and _is_zero(rollout.max_unavailable):
+        yield Problem(
+            "rollout.max_surge",
+            "max_surge and max_unavailable are both 0, so a rolling update could never "
+            "progress; keep max_unavailable 0 and set max_surge ≥ 1",
+        )
+    if rollout.progress_deadline_seconds <= rollout.startup_budget_seconds:
+        yield Problem(
+            "rollout.progress_deadline_seconds",
+            f"{rollout.progress_deadline_seconds}s must be greater than "
+            f"startup_budget_seconds ({rollout.startup_budget_seconds}s), or every slow model "
+            "load would be declared a stuck rollout",
+        )
+    if rollout.strategy == "canary" and rollout.canary_replicas > spec.replicas:
+        yield Problem(
+            "rollout.canary_replicas",
+            f"{rollout.canary_replicas} canary replicas exceed the {spec.replicas} stable "
+            "replicas; a canary must be at most as large as what it is compared against",
+        )
+    if parse_quantity(resources.shm_size) > parse_quantity(resources.memory):
+        yield Problem(
+            "resources.shm_size",
+            f"{resources.shm_size} is larger than the memory limit {resources.memory}; "
+            "/dev/shm is counted against the pod's memory",
+        )
+    autoscaling = spec.autoscaling
+    if autoscaling is not None:
+        if autoscaling.min > autoscaling.max:
+            yield Problem(
+                "autoscaling.min",
+                f"min {autoscaling.min} is above max {autoscaling.max}",
+            )
+        elif not autoscaling.min <= spec.replicas <= autoscaling.max:
+            yield Problem(
+                "replicas",
+                f"{spec.replicas} is outside autoscaling min..max "
+                f"({autoscaling.min}..{autoscaling.max})",
+            )
+        if autoscaling.metric == "kv_cache_usage_perc" and autoscaling.target > 1:
+            yield Problem(
+                "autoscaling.target",
+                f"{autoscaling.target} is above 1; kv_cache_usage_perc is a fraction (0-1)",
+            )
+    image = spec.image
+    if image.builder == "none":
+        if image.registry is not None and image.reference is None:
+            yield Problem(
+                "image.reference",
+                "builder 'none' builds nothing: give a prebuilt image reference, or drop "
+                "registry to use the official vllm/vllm-openai image",
+            )
+    else:
+        if image.registry is None:
+            yield Problem(
+                "image.registry",
+                f"builder '{image.builder}' pushes the image it builds: give a registry",
+            )
+        if image.reference is not None:
+            yield Problem(
+                "image.reference",
+                f"a prebuilt reference is used only with builder 'none', not '{image.builder}'",
+            )
+    gate = spec.gate
+    if gate.window_seconds < 2 * gate.interval_seconds:
+        yield Problem(
+            "gate.window",
+            f"{gate.window} is shorter than two gate intervals ({gate.interval_seconds}s each); "
+            "each evaluation needs at least two scrapes of fresh data",
+        )
+    if spec.refresh.auto_rollout and spec.refresh.cron is None:
+        yield Problem("refresh.cron", "auto_rollout needs a cron schedule to check the Hub")
+    if FULL_COMMIT.match(spec.source.revision) and spec.refresh.cron is not None:
+        yield Problem(
+            "refresh.cron",
+            "the revision is a fixed commit, so a refresh schedule would never find a new one",
+        )

@@ -1,0 +1,301 @@
+"""The release spec: one YAML file per served model, parsed into typed, immutable models.
+
+Every default lives here. Field-level checks sit on the fields; rules that relate several
+fields live in `spec.rules` and run once the fields themselves are valid.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from spec import rules
+from spec.quantity import parse_duration_seconds, parse_quantity
+
+# RFC 1123 label, as Kubernetes requires for names of namespaces and Services.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A Deployment is named "<name>-canary" and its pods add a 16-character suffix;
+# keeping the name short leaves room for both inside the 63-character label limit.
+MAX_NAME_LENGTH = 40
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+VLLM_VERSION = re.compile(r"^\d+\.\d+\.\d+(\.post\d+|rc\d+)?$")
+PROMETHEUS_DURATION = re.compile(r"^\d+[smh]$")
+
+
+class SpecModel(BaseModel):
+    """Base for every spec section: unknown fields are errors and values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Source(SpecModel):
+    """Where the weights come from: a Hugging Face repo at a branch, tag or full commit."""
+
+    repo: str = Field(description="Hub repo id, 'owner/name'.")
+    revision: str = Field("main", description="Branch, tag or full 40-hex commit.")
+    allow_patterns: list[str] | None = Field(
+        None, description="Glob patterns of files to fetch; all files when omitted."
+    )
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_id(cls, value: str) -> str:
+        if not HUB_REPO_ID.match(value) or len(value) > 96:
+            raise ValueError(f"'{value}' is not a Hub repo id; expected 'owner/name'")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str) -> str:
+        problem = rules.revision_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class NfsVolume(SpecModel):
+    """An NFS export holding one folder per published weights commit."""
+
+    server: str = Field(min_length=1, description="NFS server host name or IP.")
+    path: str = Field(description="Absolute export path.")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"'{value}' must be an absolute path")
+        return value
+
+
+class Storage(SpecModel):
+    """The shared volume the weights are published to and mounted from (read-only)."""
+
+    nfs: NfsVolume | None = None
+    existing_claim: str | None = Field(
+        None, description="Name of an existing ReadOnlyMany PVC, instead of nfs."
+    )
+    mount_path: str = Field("/models", description="Where the volume is mounted in pods.")
+
+    @field_validator("existing_claim")
+    @classmethod
+    def _claim_name(cls, value: str | None) -> str | None:
+        if value is not None and not DNS_LABEL.match(value):
+            raise ValueError(f"'{value}' is not a valid PVC name (lowercase DNS label)")
+        return value
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount_absolute(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/":
+            raise ValueError(f"'{value}' must be an absolute path below /")
+        return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> Storage:
+        if (self.nfs is None) == (self.existing_claim is None):
+            raise ValueError("give exactly one of 'nfs' or 'existing_claim'")
+        return self
+
+
+class Serving(SpecModel):
+    """How vLLM serves the model."""
+
+    vllm_version: str = Field(description="vLLM release, e.g. '0.11.0'.")
+    served_model_name: str | None = Field(
+        None, description="Model name clients send; the spec name when omitted."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    pipeline_parallel_size: int = Field(1, ge=1, le=64)
+    max_model_len: int | None = Field(
+        None, ge=16, description="Context length; model's own when omitted."
+    )
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    enable_prefix_caching: bool = True
+    shutdown_timeout_seconds: int = Field(
+        30, ge=0, le=3600, description="vLLM drains in-flight requests for this long on SIGTERM."
+    )
+    extra_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
+
+    @field_validator("vllm_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not VLLM_VERSION.match(value):
+            raise ValueError(f"'{value}' is not a vLLM release version; expected e.g. '0.11.0'")
+        return value
+
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        """The numeric (major, minor, patch) of `vllm_version`, for version-dependent choices."""
+        major, minor, patch = re.findall(r"\d+", self.vllm_version)[:3]
+        return int(major), int(minor), int(patch)
+
+
+class Image(SpecModel):
+    """Which serving image runs the release and how it is built."""
+
+    registry: str | None = Field(None, description="Registry and path images are pushed to.")
+    base: Literal["official", "cuda"] = Field(
+        "official", description="'official' = vllm/vllm-openai; 'cuda' = multi-stage CUDA build."
+    )
+    builder: Literal["docker", "kaniko", "none"] = Field(
+        "none", description="'none' uses `reference` (or the official image) as is."
+    )
+    reference: str | None = Field(None, description="Prebuilt image, only with builder 'none'.")
+
+
+class Toleration(SpecModel):
+    """A pod toleration, as in the Kubernetes API."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+Quantity = Annotated[str, Field(description="A Kubernetes quantity, e.g. '8', '500m', '16Gi'.")]
+
+
+class Resources(SpecModel):
+    """What one replica needs from its node."""
+
+    gpus: int = Field(1, ge=1, le=64, description="GPUs per replica (= TP × PP).")
+    gpu_product: str | None = Field(
+        None, description="Value of the node label nvidia.com/gpu.product to schedule on."
+    )
+    gpus_per_node: int = Field(8, ge=1, le=64, description="GPUs on one node of that product.")
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [
+            Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+        ]
+    )
+    cpu: Quantity = "8"
+    memory: Quantity = "64Gi"
+    shm_size: Quantity = Field("16Gi", description="Size of the in-memory /dev/shm.")
+
+    @field_validator("cpu", "memory", "shm_size")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        parse_quantity(value)
+        return value
+
+
+class Autoscaling(SpecModel):
+    """A HorizontalPodAutoscaler on a vLLM metric served through prometheus-adapter."""
+
+    min: int = Field(1, ge=1)
+    max: int = Field(ge=1)
+    metric: Literal["num_requests_waiting", "num_requests_running", "kv_cache_usage_perc"] = (
+        "num_requests_waiting"
+    )
+    target: float = Field(gt=0, description="Per-pod average to hold the metric at.")
+
+
+class Rollout(SpecModel):
+    """How a new release reaches the cluster."""
+
+    strategy: Literal["canary", "rolling"] = "canary"
+    canary_replicas: int = Field(1, ge=1)
+    max_surge: int | str = Field(1, description="Pods above desired during an update (n or 'n%').")
+    max_unavailable: int | str = Field(0, description="Pods below desired (n or 'n%'); keep 0.")
+    progress_deadline_seconds: int = Field(1800, ge=60)
+    startup_budget_seconds: int = Field(
+        900, ge=30, description="How long a pod may take to load the model before it is restarted."
+    )
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _int_or_percent(cls, value: int | str) -> int | str:
+        problem = rules.int_or_percent_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class Gate(SpecModel):
+    """When a canary is promoted, kept watching, or rolled back."""
+
+    interval_seconds: int = Field(30, ge=5, le=3600, description="Time between evaluations.")
+    window: str = Field("5m", description="Prometheus range each evaluation looks back over.")
+    min_requests: int = Field(50, ge=1, description="Fewer requests in the window: inconclusive.")
+    required_passes: int = Field(3, ge=1, description="Consecutive passing windows to promote.")
+    failure_limit: int = Field(3, ge=1, description="Consecutive failing windows to roll back.")
+    consecutive_error_limit: int = Field(
+        4, ge=1, description="Consecutive measurement errors before the gate holds and alerts."
+    )
+    max_ttft_p99_seconds: float = Field(5.0, gt=0, le=3600)
+    max_itl_p99_seconds: float = Field(0.2, gt=0, le=60)
+    max_e2e_p99_seconds: float | None = Field(None, gt=0, le=86400)
+    min_success_rate: float = Field(0.99, ge=0, le=1)
+    max_kv_cache_usage: float = Field(0.95, gt=0, le=1)
+    max_relative_regression: float = Field(
+        0.2, ge=0, le=10, description="Canary may be at most this fraction worse than stable."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not PROMETHEUS_DURATION.match(value) or parse_duration_seconds(value) == 0:
+            raise ValueError(f"'{value}' is not a Prometheus duration like '30s', '5m' or '1h'")
+        return value
+
+    @property
+    def window_seconds(self) -> int:
+        """The window as a number of seconds."""
+        return parse_duration_seconds(self.window)
+
+
+class Refresh(SpecModel):
+    """A schedule that checks the Hub for a new commit of the revision."""
+
+    cron: str | None = Field(None, description="Five-field cron expression, UTC.")
+    auto_rollout: bool = Field(False, description="Roll out a new commit, not only fetch it.")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = rules.cron_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
+class ReleaseSpec(SpecModel):
+    """Everything llm-rollout needs to know to release one served model."""
+
+    name: str = Field(description="DNS label naming the model's Kubernetes objects.")
+    namespace: str = Field("llm-serving", description="Namespace the model is served in.")
+    source: Source
+    storage: Storage
+    serving: Serving
+    image: Image = Field(default_factory=lambda: Image())
+    resources: Resources = Field(default_factory=lambda: Resources())
+    replicas: int = Field(1, ge=1, le=1000)
+    autoscaling: Autoscaling | None = None
+    rollout: Rollout = Field(default_factory=lambda: Rollout())
+    gate: Gate = Field(default_factory=lambda: Gate())
+    refresh: Refresh = Field(default_factory=lambda: Refresh())
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS_LABEL.match(value) or len(value) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"'{value}' is not a DNS label: lowercase letters, digits and '-', "
+                f"starting and ending alphanumeric, at most {MAX_NAME_LENGTH} characters"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> ReleaseSpec:
+        problems = rules.cross_field_problems(self)
+        if problems:
+            raise rules.SpecRuleViolations(problems)
+        return self
+
+    @property
+    def served_model_name(self) -> str:
+        """The model name clients send in requests."""
+        return self.serving.served_model_name or self.name

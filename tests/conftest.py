@@ -1,0 +1,46 @@
+"""Shared fixtures: the repository layout and writing spec files for a test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+
+# The smallest spec that is valid: every other field has a default.
+MINIMAL_SPEC: dict[str, Any] = {
+    "name": "qwen-small",
+    "source": {"repo": "Qwen/Qwen3-0.6B"},
+    "storage": {"nfs": {"server": "10.0.0.5", "path": "/exports/models"}},
+    "serving": {"vllm_version": "0.11.0"},
+}
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with `changes` merged in, section by section."""
+    result = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in base.items()
+    }
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """Write the minimal spec, changed by keyword sections, to a YAML file; return its path."""
+
+    def write(filename: str = "model.yaml", text: str | None = None, **changes: Any) -> Path:
+        path = tmp_path / filename
+        path.write_text(text if text is not None else yaml.safe_dump(merged(MINIMAL_SPEC, changes)))
+        return path
+
+    return write

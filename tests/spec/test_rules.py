@@ -1,0 +1,189 @@
+"""Bad specs: each is refused before anything changes, naming the field and what is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spec import LocatedProblem, SpecFileError, load_spec
+
+WriteSpec = Callable[..., Path]
+
+
+def problems_of(path: Path) -> list[LocatedProblem]:
+    with pytest.raises(SpecFileError) as caught:
+        load_spec(path)
+    return caught.value.problems
+
+
+def only_problem(path: Path) -> LocatedProblem:
+    problems = problems_of(path)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_unknown_field_lists_the_allowed_ones(write_spec: WriteSpec) -> None:
+    path = write_spec(serving={"vllm_version": "0.11.0", "tensor_paralel": 2})
+    problem = only_problem(path)
+    assert problem.field == "serving.tensor_paralel"
+    assert "unknown field" in problem.message
+    assert "tensor_parallel_size" in problem.message
+    typo_line = path.read_text().splitlines().index("  tensor_paralel: 2") + 1
+    assert problem.line == typo_line
+
+
+def test_unknown_top_level_field(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(replica=2))
+    assert problem.field == "replica"
+    assert "replicas" in problem.message
+
+
+def test_wrong_type_names_the_value(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(replicas="two"))
+    assert problem.field == "replicas"
+    assert "valid integer" in problem.message
+    assert "'two'" in problem.message
+
+
+def test_wrong_choice_lists_the_choices(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(rollout={"strategy": "blue-green"}))
+    assert problem.field == "rollout.strategy"
+    assert "'canary' or 'rolling'" in problem.message
+
+
+def test_missing_required_field(tmp_path: Path, write_spec: WriteSpec) -> None:
+    path = write_spec(text="name: a\nsource: {repo: a/b}\nstorage: {existing_claim: weights}\n")
+    problem = only_problem(path)
+    assert problem.field == "serving"
+    assert problem.message == "required field is missing"
+
+
+def test_gpus_must_equal_tensor_times_pipeline_parallel(write_spec: WriteSpec) -> None:
+    path = write_spec(
+        serving={"tensor_parallel_size": 2, "pipeline_parallel_size": 2}, resources={"gpus": 2}
+    )
+    problem = only_problem(path)
+    assert problem.field == "resources.gpus"
+    assert "2 × 2 = 4" in problem.message
+
+
+def test_tensor_parallelism_must_fit_one_node(write_spec: WriteSpec) -> None:
+    path = write_spec(
+        serving={"tensor_parallel_size": 8}, resources={"gpus": 8, "gpus_per_node": 4}
+    )
+    problem = only_problem(path)
+    assert problem.field == "serving.tensor_parallel_size"
+    assert "inside one node" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("revision", "expected"),
+    [
+        ("abc1234", "abbreviated commit"),
+        ("feature..x", "not a valid branch, tag or commit"),
+        ("my branch", "not a valid branch, tag or commit"),
+        ("-rc", "not a valid branch, tag or commit"),
+        ("v1.lock", "not a valid branch, tag or commit"),
+        ("", "not a valid branch, tag or commit"),
+    ],
+)
+def test_malformed_revisions(write_spec: WriteSpec, revision: str, expected: str) -> None:
+    problem = only_problem(write_spec(source={"revision": revision}))
+    assert problem.field == "source.revision"
+    assert expected in problem.message
+
+
+@pytest.mark.parametrize("revision", ["main", "v2.1", "refs/pr/3", "release/2025-06", "a" * 40])
+def test_good_revisions(write_spec: WriteSpec, revision: str) -> None:
+    assert load_spec(write_spec(source={"revision": revision})).source.revision == revision
+
+
+def test_name_vllm_is_refused_with_the_reason(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(name="vllm"))
+    assert problem.field == "name"
+    assert "VLLM_PORT" in problem.message
+
+
+@pytest.mark.parametrize("name", ["Qwen", "qwen_small", "-qwen", "q" * 41])
+def test_name_must_be_a_dns_label(write_spec: WriteSpec, name: str) -> None:
+    problem = only_problem(write_spec(name=name))
+    assert problem.field == "name"
+    assert "DNS label" in problem.message
+
+
+def test_invalid_yaml_names_the_line(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(text="name: qwen\nsource: {repo: a/b\nserving: {}\n"))
+    assert problem.field == "(top level)"
+    assert problem.message.startswith("invalid YAML")
+    assert problem.line is not None
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
+def test_a_spec_must_be_a_mapping(write_spec: WriteSpec, text: str) -> None:
+    assert "expected a mapping" in only_problem(write_spec(text=text)).message
+
+
+def test_surge_and_unavailable_both_zero(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(rollout={"max_surge": 0, "max_unavailable": "0%"}))
+    assert problem.field == "rollout.max_surge"
+
+
+def test_progress_deadline_must_exceed_startup_budget(write_spec: WriteSpec) -> None:
+    path = write_spec(rollout={"progress_deadline_seconds": 600, "startup_budget_seconds": 600})
+    assert only_problem(path).field == "rollout.progress_deadline_seconds"
+
+
+@pytest.mark.parametrize(
+    ("gate", "field"),
+    [
+        ({"min_success_rate": 1.5}, "gate.min_success_rate"),
+        ({"max_ttft_p99_seconds": float("nan")}, "gate.max_ttft_p99_seconds"),
+        ({"max_itl_p99_seconds": float("inf")}, "gate.max_itl_p99_seconds"),
+        ({"max_kv_cache_usage": 0}, "gate.max_kv_cache_usage"),
+        ({"max_relative_regression": -0.1}, "gate.max_relative_regression"),
+        ({"window": "5 minutes"}, "gate.window"),
+        ({"window": "20s", "interval_seconds": 30}, "gate.window"),
+    ],
+)
+def test_gate_thresholds_must_be_finite_and_in_range(
+    write_spec: WriteSpec, gate: dict[str, Any], field: str
+) -> None:
+    assert only_problem(write_spec(gate=gate)).field == field
+
+
+def test_storage_needs_exactly_one_backend(write_spec: WriteSpec) -> None:
+    path = write_spec(storage={"existing_claim": "weights"})  # nfs too, from the minimal spec
+    problem = only_problem(path)
+    assert problem.field == "storage"
+    assert "exactly one of 'nfs' or 'existing_claim'" in problem.message
+
+
+def test_a_builder_that_pushes_needs_a_registry(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(image={"builder": "kaniko"}))
+    assert problem.field == "image.registry"
+
+
+def test_autoscaling_bounds(write_spec: WriteSpec) -> None:
+    path = write_spec(autoscaling={"min": 4, "max": 2, "target": 5})
+    assert only_problem(path).field == "autoscaling.min"
+    path = write_spec(replicas=1, autoscaling={"min": 2, "max": 6, "target": 5})
+    assert only_problem(path).field == "replicas"
+
+
+def test_bad_cron(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(refresh={"cron": "0 25 * * *"}))
+    assert problem.field == "refresh.cron"
+    assert "hour" in problem.message
+
+
+def test_every_problem_is_reported_at_once(write_spec: WriteSpec) -> None:
+    path = write_spec(
+        name="vllm",
+        resources={"gpus": 3},
+        rollout={"progress_deadline_seconds": 100, "startup_budget_seconds": 200},
+    )
+    fields = [problem.field for problem in problems_of(path)]
+    assert fields == ["name", "resources.gpus", "rollout.progress_deadline_seconds"]
