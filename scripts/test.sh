@@ -6,6 +6,8 @@ source "$(dirname "$0")/setup.sh"
 cd "$REPO_ROOT"
 
 ensure_python_env
+# Real vLLM (CPU) serves the tiny model in the sandbox's end-to-end tests.
+ensure_vllm_runtime
 
 say "ruff"
 ruff check .

@@ -44,3 +44,6 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+pytest_plugins = ["tests.fixtures.sandbox_servers"]

@@ -1,0 +1,97 @@
+"""`python -m sandbox …`: start the sandbox's stand-ins on free local ports.
+
+python -m sandbox up --dir DIR          Hub with the tiny model + metrics emulators;
+                                        writes DIR/endpoints.json; Ctrl-C stops everything
+python -m sandbox hub --root DIR        only the Hub (tiny model on main)
+python -m sandbox metrics --scenario S  only one emulated vLLM /metrics
+python -m sandbox tiny-model OUT        write the tiny model repo to OUT
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from sandbox.hub import HubServer
+from sandbox.tiny_model import REPO_ID, write_tiny_model
+from sandbox.vllm_metrics import SCENARIOS, MetricsEmulator
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+
+
+def _start_hub(stack: ExitStack, root: Path, port: int) -> tuple[HubServer, str]:
+    hub = stack.enter_context(HubServer(root / "hub", port=port))
+    commit = hub.store.commit_folder(REPO_ID, write_tiny_model(root / "tiny-llama"))
+    return hub, commit
+
+
+@click.group()
+def main() -> None:
+    """Local stand-ins for the Hugging Face Hub and vLLM pods (tests and demo only)."""
+
+
+@main.command()
+@click.option("--dir", "folder", type=click.Path(path_type=Path), required=True)
+@click.option("--scenario", default="healthy", type=click.Choice(sorted(SCENARIOS)))
+def up(folder: Path, scenario: str) -> None:
+    """Start the Hub (tiny model) and a stable and a canary metrics emulator."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        hub, commit = _start_hub(stack, folder, 0)
+        stable = stack.enter_context(MetricsEmulator("healthy", seed=1))
+        canary = stack.enter_context(MetricsEmulator(scenario, seed=2))
+        endpoints = {
+            "hub": hub.url,
+            "hub_repo": REPO_ID,
+            "hub_commit": commit,
+            "metrics": {"stable": stable.url, "canary": canary.url},
+        }
+        (folder / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
+        click.echo(json.dumps(endpoints, indent=2))
+        click.echo("sandbox up; Ctrl-C stops it", err=True)
+        _wait_for_interrupt()
+    (folder / "endpoints.json").unlink(missing_ok=True)
+    click.echo("sandbox stopped", err=True)
+
+
+@main.command()
+@click.option("--root", type=click.Path(path_type=Path), required=True)
+@click.option("--port", default=0, help="0 picks a free port.")
+def hub(root: Path, port: int) -> None:
+    """Serve the Hub API with the tiny model on branch main."""
+    with ExitStack() as stack:
+        server, commit = _start_hub(stack, root, port)
+        click.echo(f"HF_ENDPOINT={server.url}  ({REPO_ID} main = {commit})")
+        _wait_for_interrupt()
+
+
+@main.command()
+@click.option("--scenario", default="healthy", type=click.Choice(sorted(SCENARIOS)))
+@click.option("--latency-scale", default=1.0, help="Multiply every latency (1.3 = 30% slower).")
+@click.option("--port", default=0, help="0 picks a free port.")
+def metrics(scenario: str, latency_scale: float, port: int) -> None:
+    """Serve one emulated vLLM /metrics."""
+    with MetricsEmulator(scenario, latency_scale=latency_scale, port=port) as emulator:
+        click.echo(f"{emulator.url}/metrics  ({scenario})")
+        _wait_for_interrupt()
+
+
+@main.command("tiny-model")
+@click.argument("out", type=click.Path(path_type=Path))
+def tiny_model(out: Path) -> None:
+    """Write the tiny Llama repo into OUT."""
+    click.echo(write_tiny_model(out))
+
+
+if __name__ == "__main__":
+    main()
