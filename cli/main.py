@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.weights import weights
 from spec import SpecFileError, load_specs, spec_files
 
 
@@ -45,6 +46,9 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
     for path in paths:
         files.extend(spec_files(path) if path.is_dir() else [path])
     return files
+
+
+cli.add_command(weights)
 
 
 def main() -> None:

@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 class QuietThreadingServer(ThreadingHTTPServer):
-    """A threading server whose handler threads never keep the process alive."""
+    """A threading server whose handler threads never keep the process alive, and whose
+    stop also ends open keep-alive connections (as a process that dies would)."""
 
     daemon_threads = True
 
-    # Clients that drop connections (by design, in fault tests) are not server errors.
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open connection, so clients see the server gone at once."""
+        with self._connections_lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
     def handle_error(self, request: object, client_address: object) -> None:
-        pass
+        pass  # clients that drop connections (by design, in fault tests) are not server errors
 
 
 class BackgroundServer:
@@ -43,6 +68,7 @@ class BackgroundServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.close_connections()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> Self:

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["corrupt", "cut", "slow", "status"]
+FaultKind = Literal["corrupt", "cut", "truncate", "slow", "status"]
 Route = Literal["any", "api", "resolve"]
 
 
@@ -17,6 +17,8 @@ class Fault:
 
     - `corrupt`: flip the byte at `offset` of a downloaded file (the headers stay honest).
     - `cut`: promise the whole file, send `offset` bytes, then drop the connection.
+    - `truncate`: send only `offset` bytes, as a complete response (the file is shorter than
+      the tree listing says, as with a broken mirror).
     - `slow`: wait `delay_seconds` before answering.
     - `status`: answer `status` (401, 404, 429, 5xx…) instead of the real response.
 

@@ -104,6 +104,9 @@ class HubHandler(BaseHTTPRequestHandler):
         if info is None:
             raise HubError(404, "EntryNotFound", f"{path} not found at {commit.oid}")
         start, end = self._range(info.size)
+        for fault in faults:
+            if fault.kind == "truncate":
+                end = min(end, max(start, fault.offset))
         headers = {
             "Content-Type": "application/octet-stream",
             "Accept-Ranges": "bytes",
@@ -115,7 +118,8 @@ class HubHandler(BaseHTTPRequestHandler):
             headers["X-Linked-Etag"] = f'"{info.sha256}"'
             headers["X-Linked-Size"] = str(info.size)
         status = 200
-        if (start, end) != (0, info.size):
+        truncated = any(f.kind == "truncate" for f in faults)
+        if (start, end) != (0, info.size) and not truncated:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
         self.send_response(status)
