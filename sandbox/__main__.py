@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -67,11 +68,24 @@ def up(folder: Path, scenario: str) -> None:
 @main.command()
 @click.option("--root", type=click.Path(path_type=Path), required=True)
 @click.option("--port", default=0, help="0 picks a free port.")
-def hub(root: Path, port: int) -> None:
-    """Serve the Hub API with the tiny model on branch main."""
+@click.option(
+    "--serve",
+    multiple=True,
+    metavar="REPO_ID=FOLDER",
+    help="Also commit FOLDER as REPO_ID's main branch (repeatable).",
+)
+def hub(root: Path, port: int, serve: tuple[str, ...]) -> None:
+    """Serve the Hub API with the tiny model (and any --serve folders) on branch main."""
     with ExitStack() as stack:
         server, commit = _start_hub(stack, root, port)
-        click.echo(f"HF_ENDPOINT={server.url}  ({REPO_ID} main = {commit})")
+        lines = [f"{REPO_ID} main = {commit}"]
+        for item in serve:
+            repo_id, _, folder = item.partition("=")
+            lines.append(f"{repo_id} main = {server.store.commit_folder(repo_id, Path(folder))}")
+        click.echo(f"HF_ENDPOINT={server.url}", nl=True)
+        for line in lines:
+            click.echo(f"  {line}")
+        sys.stdout.flush()
         _wait_for_interrupt()
 
 

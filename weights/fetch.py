@@ -126,7 +126,9 @@ def _download_and_publish(
     def fetch_one(file: RemoteFile) -> ManifestFile:
         if cancelled.is_set():
             raise WeightsError("cancelled after another file failed")
-        digest = hub.download(source.repo, commit, file, staging / file.path, progress.advance)
+        target = staging / file.path
+        digest = hub.download(source.repo, commit, file, target, progress.advance)
+        _fsync(target)  # here, so writeback overlaps the other downloads
         return ManifestFile(file.path, digest.size, digest.sha256, file.expected_hash, file.lfs)
 
     try:
@@ -148,7 +150,9 @@ def _download_and_publish(
         for path in staging.rglob("*"):
             if path.is_file():
                 path.chmod(READ_ONLY)
-            _fsync(path)
+            if path.is_dir() or (path.parent == staging and path.name in RESERVED_NAMES):
+                _fsync(path)
+        _fsync(staging)
         layout.repo_dir.mkdir(parents=True, exist_ok=True)
         os.rename(staging, layout.commit_dir(commit))  # the atomic publish
         _fsync(layout.repo_dir)

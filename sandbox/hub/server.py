@@ -134,6 +134,11 @@ class HubHandler(BaseHTTPRequestHandler):
         cut_at = min((f.offset for f in faults if f.kind == "cut"), default=None)
         position = start
         with info.blob_path.open("rb") as handle:
+            if not corrupt and cut_at is None:
+                # zero-copy, like a CDN: the sandbox should not be the bottleneck it measures
+                self.wfile.flush()
+                self.connection.sendfile(handle, offset=start, count=end - start)
+                return
             handle.seek(start)
             while position < end:
                 chunk = bytearray(handle.read(min(CHUNK, end - position)))
