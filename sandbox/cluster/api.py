@@ -1,0 +1,352 @@
+"""The sandbox Kubernetes API over HTTP: enough of it for the `kubernetes` Python client,
+kubectl and Prometheus-style discovery to work unmodified."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from sandbox.cluster import resources
+from sandbox.cluster.patches import json_patch, merge_patch, strategic_merge_patch
+from sandbox.cluster.resources import Resource
+from sandbox.cluster.store import ApiError, ObjectStore, WatchEvent
+from sandbox.httpserver import BackgroundServer
+
+WATCH_DEFAULT_TIMEOUT = 300.0  # seconds a watch stays open without timeoutSeconds
+KUBERNETES_VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-llm-rollout-sandbox",
+    "platform": "linux/amd64",
+}
+# (namespace, pod, container, tail_lines) → the container's log text
+LogReader = Callable[[str, str, str | None, int | None], str]
+
+
+class ApiHandler(BaseHTTPRequestHandler):
+    """Routes one request to the store."""
+
+    protocol_version = "HTTP/1.1"
+    store: ClassVar[ObjectStore]
+    read_log: ClassVar[LogReader]
+    stopping: ClassVar[threading.Event]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        parts = [part for part in url.path.split("/") if part]
+        try:
+            body = self._body()
+            if self._discovery(method, parts):
+                return
+            self._resource_request(method, parts, query, body)
+        except ApiError as error:
+            self._json(error.status(), error.code)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _discovery(self, method: str, parts: list[str]) -> bool:
+        if method != "GET":
+            return False
+        if parts == ["version"]:
+            self._json(KUBERNETES_VERSION)
+        elif parts == ["api"]:
+            self._json(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": self.headers.get("Host", "")}
+                    ],
+                }
+            )
+        elif parts == ["apis"]:
+            groups = [
+                {
+                    "name": name,
+                    "versions": [{"groupVersion": f"{name}/{v}", "version": v} for v in versions],
+                    "preferredVersion": {
+                        "groupVersion": f"{name}/{versions[0]}",
+                        "version": versions[0],
+                    },
+                }
+                for name, versions in resources.group_versions().items()
+            ]
+            self._json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        elif parts == ["api", "v1"]:
+            self._json(resources.discovery_list("", "v1"))
+        elif len(parts) == 3 and parts[0] == "apis":
+            if parts[1] not in resources.group_versions():
+                raise ApiError(404, "NotFound", f"the server could not find {self.path}")
+            self._json(resources.discovery_list(parts[1], parts[2]))
+        elif len(parts) == 2 and parts[0] == "apis":
+            versions = resources.group_versions().get(parts[1])
+            if not versions:
+                raise ApiError(404, "NotFound", f"the server could not find {self.path}")
+            self._json(
+                {
+                    "kind": "APIGroup",
+                    "apiVersion": "v1",
+                    "name": parts[1],
+                    "versions": [
+                        {"groupVersion": f"{parts[1]}/{v}", "version": v} for v in versions
+                    ],
+                }
+            )
+        elif parts[:1] == ["openapi"] or parts in (["healthz"], ["readyz"], ["livez"]):
+            if parts[:1] == ["openapi"]:
+                raise ApiError(404, "NotFound", "OpenAPI is not served by the sandbox")
+            self._text("ok")
+        else:
+            return False
+        return True
+
+    def _resource_request(
+        self, method: str, parts: list[str], query: dict[str, str], body: Any
+    ) -> None:
+        resource, namespace, name, sub = self._parse(parts)
+        manager = query.get("fieldManager") or self._default_manager()
+        store = self.store
+        if method == "GET" and name is None:
+            if query.get("watch", "").lower() in ("true", "1"):
+                self._watch(resource, namespace, query)
+                return
+            items, revision = store.list(
+                resource, namespace, query.get("labelSelector"), query.get("fieldSelector")
+            )
+            self._json(
+                {
+                    "kind": f"{resource.kind}List",
+                    "apiVersion": resource.api_version,
+                    "metadata": {"resourceVersion": str(revision)},
+                    "items": items,
+                }
+            )
+        elif method == "GET" and sub == "log":
+            tail = int(query["tailLines"]) if "tailLines" in query else None
+            store.get(resource, namespace or "", name or "")
+            self._text(self.read_log(namespace or "", name or "", query.get("container"), tail))
+        elif method == "GET" and sub == "scale":
+            self._json(_scale_of(store.get(resource, namespace or "", name or "")))
+        elif method == "GET":
+            self._json(store.get(resource, namespace or "", name or ""))
+        elif method == "POST" and name is None:
+            self._json(store.create(resource, namespace or "", body, manager), 201)
+        elif method == "PUT" and sub == "scale":
+            self._json(_scale_of(self._set_replicas(resource, namespace, name, body, manager)))
+        elif method == "PUT":
+            self._json(store.replace(resource, namespace or "", name or "", body, manager, sub))
+        elif method == "PATCH":
+            self._json(
+                self._patch(resource, namespace or "", name or "", sub, body, query, manager)
+            )
+        elif method == "DELETE" and name is not None:
+            deleted = store.delete(resource, namespace or "", name)
+            self._json(deleted)
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
+
+    def _parse(self, parts: list[str]) -> tuple[Resource, str | None, str | None, str | None]:
+        """(resource, namespace, name, subresource) from a resource URL."""
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({self.path})"
+            )
+        namespace = None
+        if rest[:1] == ["namespaces"] and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        elif rest[:1] == ["namespaces"] and len(rest) == 2:
+            rest = ["namespaces", rest[1]]
+        resource = resources.find(group, version, rest[0]) if rest else None
+        if resource is None:
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({self.path})"
+            )
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if not resource.namespaced:
+            namespace = ""
+        return resource, namespace, name, sub
+
+    def _patch(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        sub: str | None,
+        body: Any,
+        query: dict[str, str],
+        manager: str,
+    ) -> Any:
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type == "application/apply-patch+yaml":
+            force = query.get("force", "").lower() in ("true", "1")
+            return self.store.apply(resource, namespace, name, body, manager, force)
+        if sub == "scale":
+            current = _scale_of(self.store.get(resource, namespace, name))
+            patched = _apply_patch(content_type, current, body)
+            return _scale_of(self._set_replicas(resource, namespace, name, patched, manager))
+        live = self.store.get(resource, namespace, name)
+        patched = _apply_patch(content_type, live, body)
+        patched.setdefault("metadata", {}).pop("resourceVersion", None)
+        sent_version = (
+            (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        )
+        if sent_version:
+            patched["metadata"]["resourceVersion"] = sent_version
+        return self.store.replace(resource, namespace, name, patched, manager, sub)
+
+    def _set_replicas(
+        self, resource: Resource, namespace: str | None, name: str | None, scale: Any, manager: str
+    ) -> Any:
+        live = self.store.get(resource, namespace or "", name or "")
+        live["spec"]["replicas"] = int(scale["spec"]["replicas"])
+        return self.store.replace(resource, namespace or "", name or "", live, manager)
+
+    def _watch(self, resource: Resource, namespace: str | None, query: dict[str, str]) -> None:
+        since = query.get("resourceVersion")
+        timeout = float(query.get("timeoutSeconds") or WATCH_DEFAULT_TIMEOUT)
+        events: Iterator[WatchEvent] = self.store.watch(
+            resource,
+            namespace,
+            int(since) if since not in (None, "", "0") else None,
+            query.get("labelSelector"),
+            query.get("fieldSelector"),
+            timeout,
+            self.stopping,
+        )
+        try:
+            first = next(events, None)
+        except ApiError as error:
+            self._json(error.status(), error.code)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        pending = [first] if first is not None else []
+        for event in [*pending, *events]:
+            line = json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
+    # -- bodies and answers -------------------------------------------------------------
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return None
+        raw = self.rfile.read(length)
+        try:
+            return (
+                yaml.safe_load(raw)
+                if b"yaml" in (self.headers.get("Content-Type") or "").encode()
+                else json.loads(raw)
+            )
+        except (ValueError, yaml.YAMLError) as error:
+            raise ApiError(400, "BadRequest", f"cannot parse the request body: {error}") from error
+
+    def _default_manager(self) -> str:
+        agent = self.headers.get("User-Agent") or "unknown"
+        return agent.split("/")[0]
+
+    def _json(self, body: Any, status: int = 200) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _text(self, text: str) -> None:
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _apply_patch(content_type: str, live: Any, body: Any) -> Any:
+    if content_type == "application/json-patch+json":
+        return json_patch(live, body)
+    if content_type == "application/strategic-merge-patch+json":
+        return strategic_merge_patch(live, body)
+    if content_type == "application/merge-patch+json":
+        return merge_patch(live, body)
+    raise ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format: {content_type}",
+    )
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = obj["metadata"]
+    selector = obj["spec"].get("selector", {}).get("matchLabels", {})
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: metadata[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in metadata
+        },
+        "spec": {"replicas": obj["spec"].get("replicas", 1)},
+        "status": {
+            "replicas": obj.get("status", {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+        },
+    }
+
+
+class ApiServer(BackgroundServer):
+    """The API server on a free local port, serving `store`."""
+
+    def __init__(
+        self, store: ObjectStore, read_log: LogReader, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.store = store
+        self.stopping = threading.Event()
+        handler = type(
+            "BoundApiHandler",
+            (ApiHandler,),
+            {"store": store, "read_log": staticmethod(read_log), "stopping": self.stopping},
+        )
+        super().__init__(handler, host, port)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        super().stop()

@@ -1,0 +1,387 @@
+"""The sandbox API server's storage: objects in memory with resourceVersion, generation,
+field ownership, owner-reference garbage collection, and a watchable event log."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.cluster import fieldmanagers
+from sandbox.cluster.resources import RESOURCES, Resource, by_kind
+from sandbox.cluster.selectors import field_matcher, label_matcher
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str]  # (resource.qualified, namespace, name)
+EVENT_LOG_LIMIT = 20000  # older watch resumptions get 410 Gone, as from a real API server
+
+
+class ApiError(Exception):
+    """An API error answered as a Kubernetes Status object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def status(self) -> Obj:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
+
+
+def not_found(resource: Resource, name: str) -> ApiError:
+    details = {"name": name, "group": resource.group, "kind": resource.plural}
+    return ApiError(404, "NotFound", f'{resource.qualified} "{name}" not found', details)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change: ADDED, MODIFIED or DELETED, with the object as it then was."""
+
+    resource_version: int
+    type: str
+    resource: Resource
+    obj: Obj
+
+
+class ObjectStore:
+    """Thread-safe storage of every object of the sandbox cluster."""
+
+    def __init__(self) -> None:
+        self._objects: dict[Key, Obj] = {}
+        self._resources: dict[str, Resource] = {r.qualified: r for r in RESOURCES}
+        self._events: list[WatchEvent] = []
+        self._revision = 0
+        self._changed = threading.Condition()
+        for namespace in ("default", "kube-system"):
+            self.create(self.resource("namespaces"), "", {"metadata": {"name": namespace}})
+
+    def resource(self, qualified: str) -> Resource:
+        return self._resources[qualified]
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        with self._changed:
+            obj = self._objects.get((resource.qualified, namespace, name))
+            if obj is None:
+                raise not_found(resource, name)
+            return copy.deepcopy(obj)
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], int]:
+        """Matching objects (every namespace when `namespace` is None) and the revision."""
+        labels, fields = label_matcher(label_selector), field_matcher(field_selector)
+        with self._changed:
+            items = [
+                copy.deepcopy(obj)
+                for (qualified, ns, _), obj in sorted(self._objects.items())
+                if qualified == resource.qualified
+                and (namespace is None or ns == namespace)
+                and labels(obj["metadata"].get("labels") or {})
+                and fields(obj)
+            ]
+            return items, self._revision
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create(self, resource: Resource, namespace: str, obj: Obj, manager: str = "") -> Obj:
+        obj = copy.deepcopy(obj)
+        metadata = obj.setdefault("metadata", {})
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+        name = metadata.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", f"{resource.kind}: metadata.name: Required value")
+        with self._changed:
+            self._check_namespace(resource, namespace)
+            key = (resource.qualified, namespace, name)
+            if key in self._objects:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{resource.qualified} "{name}" already exists',
+                    {"name": name, "group": resource.group, "kind": resource.plural},
+                )
+            obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+            if resource.namespaced:
+                metadata["namespace"] = namespace
+            metadata["uid"] = str(uuid.uuid4())
+            metadata["creationTimestamp"] = now_iso()
+            if resource.has_status:
+                metadata["generation"] = 1
+            if manager:
+                fieldmanagers.record_update(None, obj, manager)
+            return self._commit(resource, key, obj, "ADDED")
+
+    def replace(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        obj: Obj,
+        manager: str = "",
+        subresource: str | None = None,
+    ) -> Obj:
+        """PUT: the whole object (or its status), optimistic on metadata.resourceVersion."""
+        with self._changed:
+            live = self._live(resource, namespace, name)
+            sent = obj.get("metadata", {}).get("resourceVersion")
+            if sent and sent != live["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object '
+                    "has been modified; please apply your changes to the latest version and try "
+                    "again",
+                    {"name": name, "group": resource.group, "kind": resource.plural},
+                )
+            return self._update(resource, live, copy.deepcopy(obj), manager, subresource)
+
+    def apply(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        applied: Obj,
+        manager: str,
+        force: bool,
+    ) -> Obj:
+        """Server-side apply: create or merge, with field-manager conflict detection."""
+        if not manager:
+            raise ApiError(
+                422,
+                "Invalid",
+                "PATCH, fieldManager: Required value: is required for apply patch",
+            )
+        applied = copy.deepcopy(applied)
+        applied.setdefault("metadata", {})["name"] = name
+        with self._changed:
+            key = (resource.qualified, namespace, name)
+            live = self._objects.get(key)
+            try:
+                merged = fieldmanagers.apply(live, applied, manager, force)
+            except fieldmanagers.ApplyConflict as conflict:
+                causes = [
+                    {
+                        "type": "FieldManagerConflict",
+                        "message": f'conflict with "{m}"',
+                        "field": "." + ".".join(p),
+                    }
+                    for m, p in conflict.conflicts
+                ]
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    str(conflict),
+                    {
+                        "name": name,
+                        "group": resource.group,
+                        "kind": resource.plural,
+                        "causes": causes,
+                    },
+                ) from conflict
+            if live is None:
+                owners = merged["metadata"].pop("managedFields")
+                self.create(resource, namespace, merged)
+                stored = self._objects[key]
+                stored["metadata"]["managedFields"] = owners
+                return copy.deepcopy(stored)
+            return self._update(resource, copy.deepcopy(live), merged, "", None)
+
+    def delete(self, resource: Resource, namespace: str, name: str, graceful: bool = True) -> Obj:
+        """Delete an object; a running pod is only marked, and its kubelet finishes the job."""
+        with self._changed:
+            live = self._live(resource, namespace, name)
+            if resource.kind == "Pod" and graceful and live.get("spec", {}).get("nodeName"):
+                if "deletionTimestamp" not in live["metadata"]:
+                    marked = copy.deepcopy(live)
+                    marked["metadata"]["deletionTimestamp"] = now_iso()
+                    grace = live["spec"].get("terminationGracePeriodSeconds", 30)
+                    marked["metadata"]["deletionGracePeriodSeconds"] = grace
+                    return self._commit(resource, self._key(live), marked, "MODIFIED")
+                return copy.deepcopy(live)
+            return self._remove(resource, live)
+
+    def finalize_pod(self, namespace: str, name: str) -> None:
+        """The kubelet stopped the pod's containers: remove it for good."""
+        with self._changed:
+            pods = self.resource("pods")
+            live = self._objects.get((pods.qualified, namespace, name))
+            if live is not None:
+                self._remove(pods, live)
+
+    # -- watching -----------------------------------------------------------------------
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        since: int | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        timeout: float,
+        stopped: threading.Event,
+    ) -> Iterator[WatchEvent]:
+        """Events after revision `since` (None: the current objects as ADDED first)."""
+        labels, fields = label_matcher(label_selector), field_matcher(field_selector)
+
+        def wanted(event: WatchEvent) -> bool:
+            obj = event.obj
+            return (
+                event.resource.qualified == resource.qualified
+                and (namespace is None or obj["metadata"].get("namespace", "") == namespace)
+                and labels(obj["metadata"].get("labels") or {})
+                and fields(obj)
+            )
+
+        deadline = time.monotonic() + timeout
+        if since is None:
+            items, since = self.list(resource, namespace, label_selector, field_selector)
+            for item in items:
+                yield WatchEvent(int(item["metadata"]["resourceVersion"]), "ADDED", resource, item)
+        else:
+            with self._changed:
+                oldest = self._events[0].resource_version if self._events else self._revision
+                if since < oldest - 1:
+                    raise ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
+        position = since
+        while not stopped.is_set() and time.monotonic() < deadline:
+            with self._changed:
+                pending = [e for e in self._events if e.resource_version > position]
+                if not pending:
+                    self._changed.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    continue
+            for event in pending:
+                position = event.resource_version
+                if wanted(event):
+                    yield event
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _key(self, obj: Obj) -> Key:
+        resource = by_kind(obj["apiVersion"], obj["kind"])
+        assert resource is not None
+        return (resource.qualified, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+    def _live(self, resource: Resource, namespace: str, name: str) -> Obj:
+        live = self._objects.get((resource.qualified, namespace, name))
+        if live is None:
+            raise not_found(resource, name)
+        return copy.deepcopy(live)
+
+    def _check_namespace(self, resource: Resource, namespace: str) -> None:
+        if not resource.namespaced:
+            return
+        if ("namespaces", "", namespace) not in self._objects:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                {"name": namespace, "kind": "namespaces"},
+            )
+
+    def _update(
+        self, resource: Resource, live: Obj, new: Obj, manager: str, subresource: str | None
+    ) -> Obj:
+        metadata = live["metadata"]
+        if subresource == "status":
+            result = copy.deepcopy(live)
+            result["status"] = new.get("status", {})
+        else:
+            result = new
+            result["apiVersion"], result["kind"] = resource.api_version, resource.kind
+            for field in (
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "name",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ):
+                if field in metadata:
+                    result.setdefault("metadata", {})[field] = metadata[field]
+            result["metadata"].pop("resourceVersion", None)
+            if resource.has_status:
+                if "status" in live:
+                    result["status"] = live["status"]
+                else:
+                    result.pop("status", None)
+                if _spec_of(result) != _spec_of(live):
+                    result["metadata"]["generation"] = metadata.get("generation", 1) + 1
+            if manager:
+                fieldmanagers.record_update(live, result, manager)
+        if _without_version(result) == _without_version(live):
+            return copy.deepcopy(self._objects[self._key(live)])  # no-op: no new revision
+        return self._commit(resource, self._key(live), result, "MODIFIED")
+
+    def _commit(self, resource: Resource, key: Key, obj: Obj, kind: str) -> Obj:
+        self._revision += 1
+        obj["metadata"]["resourceVersion"] = str(self._revision)
+        self._objects[key] = obj
+        self._record(kind, resource, obj)
+        return copy.deepcopy(obj)
+
+    def _remove(self, resource: Resource, live: Obj) -> Obj:
+        key = self._key(live)
+        self._objects.pop(key, None)
+        self._revision += 1
+        live["metadata"]["resourceVersion"] = str(self._revision)
+        self._record("DELETED", resource, live)
+        uid = live["metadata"]["uid"]
+        for dependent in [o for o in self._objects.values() if _owned_by(o, uid)]:
+            dependent_resource = by_kind(dependent["apiVersion"], dependent["kind"])
+            assert dependent_resource is not None
+            if dependent_resource.kind == "Pod" and dependent.get("spec", {}).get("nodeName"):
+                marked = copy.deepcopy(dependent)
+                marked["metadata"].setdefault("deletionTimestamp", now_iso())
+                self._commit(dependent_resource, self._key(marked), marked, "MODIFIED")
+            else:
+                self._remove(dependent_resource, copy.deepcopy(dependent))
+        return copy.deepcopy(live)
+
+    def _record(self, kind: str, resource: Resource, obj: Obj) -> None:
+        self._events.append(WatchEvent(self._revision, kind, resource, copy.deepcopy(obj)))
+        if len(self._events) > EVENT_LOG_LIMIT:
+            del self._events[: len(self._events) - EVENT_LOG_LIMIT]
+        self._changed.notify_all()
+
+
+def _spec_of(obj: Obj) -> str:
+    rest = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    return json.dumps(rest, sort_keys=True)
+
+
+def _without_version(obj: Obj) -> str:
+    clean = copy.deepcopy(obj)
+    clean["metadata"].pop("resourceVersion", None)
+    for entry in clean["metadata"].get("managedFields") or []:
+        entry.pop("time", None)
+    return json.dumps(clean, sort_keys=True)
+
+
+def _owned_by(obj: Obj, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
