@@ -92,11 +92,16 @@ def hub(root: Path, port: int, serve: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--scenario", default="healthy", type=click.Choice(sorted(SCENARIOS)))
 @click.option("--latency-scale", default=1.0, help="Multiply every latency (1.3 = 30% slower).")
+@click.option("--host", default="127.0.0.1")
 @click.option("--port", default=0, help="0 picks a free port.")
-def metrics(scenario: str, latency_scale: float, port: int) -> None:
+@click.option("--model-name", default="tiny-llama")
+def metrics(scenario: str, latency_scale: float, host: str, port: int, model_name: str) -> None:
     """Serve one emulated vLLM /metrics."""
-    with MetricsEmulator(scenario, latency_scale=latency_scale, port=port) as emulator:
+    with MetricsEmulator(
+        scenario, latency_scale=latency_scale, host=host, port=port, model_name=model_name
+    ) as emulator:
         click.echo(f"{emulator.url}/metrics  ({scenario})")
+        sys.stdout.flush()
         _wait_for_interrupt()
 
 

@@ -1,0 +1,149 @@
+"""How a container of the sandbox cluster becomes a local process: the image registry file
+maps image references to runtimes, and each runtime turns command, args, env and volume
+mounts into a command line on this machine."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox.vllm_process import CPU_ENV, api_server_command, vllm_python
+
+DEFAULT_REGISTRY = Path(__file__).with_name("images.yaml")
+VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+VLLM_DEFAULT_PORT = 8000
+
+
+@dataclass(frozen=True)
+class ImageRegistry:
+    """Image reference patterns → runtime names, first match wins."""
+
+    rules: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_REGISTRY) -> ImageRegistry:
+        data = yaml.safe_load(path.read_text()) or {}
+        return cls(tuple((rule["match"], rule["runtime"]) for rule in data.get("images", [])))
+
+    def runtime_for(self, image: str) -> str | None:
+        for pattern, runtime in self.rules:
+            if fnmatch.fnmatchcase(image, pattern):
+                return runtime
+        return None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A process to start for a container."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+
+def rewrite_paths(token: str, mounts: list[tuple[str, Path]]) -> str:
+    """Map container paths under a mountPath to the local folder backing it."""
+    prefix, separator, value = token.partition("=") if token.startswith("--") else ("", "", token)
+    for mount_path, local in mounts:
+        if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+            value = str(local) + value[len(mount_path.rstrip("/")) :]
+            break
+    return f"{prefix}{separator}{value}" if separator else value
+
+
+def launch_for(
+    runtime: str,
+    container: dict[str, Any],
+    env: dict[str, str],
+    mounts: list[tuple[str, Path]],
+    pod_ip: str,
+) -> Launch:
+    """The local command that stands in for `container` under `runtime`."""
+    tokens = [
+        rewrite_paths(t, mounts)
+        for t in [*(container.get("command") or []), *(container.get("args") or [])]
+    ]
+    env = {k: rewrite_paths(v, mounts) for k, v in env.items()}
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if runtime == "vllm":
+        return Launch(_vllm_argv(tokens, pod_ip), {**base, **env, **CPU_ENV})
+    if runtime == "metrics-emulator":
+        port = _first_port(container) or VLLM_DEFAULT_PORT
+        argv = [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "metrics",
+            "--host",
+            pod_ip,
+            "--port",
+            str(port),
+            "--scenario",
+            env.get("SCENARIO", "healthy"),
+            "--latency-scale",
+            env.get("LATENCY_SCALE", "1.0"),
+            "--model-name",
+            env.get("MODEL_NAME", "tiny-llama"),
+        ]
+        return Launch(argv, {**base, **env, "PYTHONPATH": str(Path(__file__).parents[2])})
+    if runtime == "process":
+        if not tokens:
+            raise ValueError("a 'process' container needs a command")
+        bin_dir = str(Path(sys.executable).parent)
+        return Launch(
+            tokens,
+            {
+                **base,
+                **env,
+                "PATH": f"{bin_dir}:{base['PATH']}",
+                "POD_IP": pod_ip,
+                "PYTHONPATH": str(Path(__file__).parents[2]),
+            },
+        )
+    raise ValueError(f"unknown runtime {runtime!r}")
+
+
+def _vllm_argv(tokens: list[str], pod_ip: str) -> list[str]:
+    """`vllm serve MODEL …` or `python3 -m vllm.entrypoints.openai.api_server --model …`
+    (or bare args to the image's `vllm serve` entrypoint) → the CPU build's server."""
+    rest = list(tokens)
+    if rest[:2] == ["vllm", "serve"]:
+        rest = rest[2:]
+    elif VLLM_SERVER_MODULE in rest:
+        rest = rest[rest.index(VLLM_SERVER_MODULE) + 1 :]
+    model: str | None = None
+    if rest and not rest[0].startswith("-"):
+        model, rest = rest[0], rest[1:]
+    cleaned: list[str] = []
+    skip = False
+    for index, token in enumerate(rest):
+        if skip:
+            skip = False
+            continue
+        if token in ("--host", "--model"):
+            if token == "--model" and index + 1 < len(rest):
+                model = rest[index + 1]
+            skip = True
+            continue
+        if token.startswith(("--host=", "--model=")):
+            if token.startswith("--model="):
+                model = token.split("=", 1)[1]
+            continue
+        cleaned.append(token)
+    if model is None:
+        raise ValueError("the vLLM container names no model (positional or --model)")
+    return api_server_command(vllm_python(), ["--model", model, "--host", pod_ip, *cleaned])
+
+
+def _first_port(container: dict[str, Any]) -> int | None:
+    ports = container.get("ports") or []
+    return int(ports[0]["containerPort"]) if ports else None
