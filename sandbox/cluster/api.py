@@ -3,6 +3,7 @@ kubectl and Prometheus-style discovery to work unmodified."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -244,6 +245,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             query.get("fieldSelector"),
             timeout,
             self.stopping,
+            initial_events_bookmark=query.get("sendInitialEvents", "").lower() == "true",
         )
         try:
             first = next(events, None)
@@ -255,7 +257,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         pending = [first] if first is not None else []
-        for event in [*pending, *events]:
+        for event in itertools.chain(pending, events):
             line = json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.cluster import fieldmanagers
+from sandbox.cluster.defaults import apply_defaults
 from sandbox.cluster.resources import RESOURCES, Resource, by_kind
 from sandbox.cluster.selectors import field_matcher, label_matcher
 
@@ -126,6 +127,7 @@ class ObjectStore:
                     {"name": name, "group": resource.group, "kind": resource.plural},
                 )
             obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+            apply_defaults(resource.kind, obj)
             if resource.namespaced:
                 metadata["namespace"] = namespace
             metadata["uid"] = str(uuid.uuid4())
@@ -244,6 +246,7 @@ class ObjectStore:
         field_selector: str | None,
         timeout: float,
         stopped: threading.Event,
+        initial_events_bookmark: bool = False,
     ) -> Iterator[WatchEvent]:
         """Events after revision `since` (None: the current objects as ADDED first)."""
         labels, fields = label_matcher(label_selector), field_matcher(field_selector)
@@ -262,6 +265,17 @@ class ObjectStore:
             items, since = self.list(resource, namespace, label_selector, field_selector)
             for item in items:
                 yield WatchEvent(int(item["metadata"]["resourceVersion"]), "ADDED", resource, item)
+            if initial_events_bookmark:
+                # the watch-list protocol (kubectl ≥ 1.32): mark the end of the initial state
+                marker = {
+                    "apiVersion": resource.api_version,
+                    "kind": resource.kind,
+                    "metadata": {
+                        "resourceVersion": str(since),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                }
+                yield WatchEvent(since, "BOOKMARK", resource, marker)
         else:
             with self._changed:
                 oldest = self._events[0].resource_version if self._events else self._revision
@@ -325,6 +339,7 @@ class ObjectStore:
                 if field in metadata:
                     result.setdefault("metadata", {})[field] = metadata[field]
             result["metadata"].pop("resourceVersion", None)
+            apply_defaults(resource.kind, result)
             if resource.has_status:
                 if "status" in live:
                     result["status"] = live["status"]
