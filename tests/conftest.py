@@ -46,4 +46,4 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-pytest_plugins = ["tests.fixtures.sandbox_servers"]
+pytest_plugins = ["tests.fixtures.sandbox_servers", "tests.fixtures.cluster"]
