@@ -48,7 +48,10 @@ class Launch:
 
 def rewrite_paths(token: str, mounts: list[tuple[str, Path]]) -> str:
     """Map container paths under a mountPath to the local folder backing it."""
-    prefix, separator, value = token.partition("=") if token.startswith("--") else ("", "", token)
+    if token.startswith("--") and "=" in token:
+        prefix, separator, value = token.partition("=")
+    else:
+        prefix, separator, value = "", "", token
     for mount_path, local in mounts:
         if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
             value = str(local) + value[len(mount_path.rstrip("/")) :]
