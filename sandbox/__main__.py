@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from sandbox.cluster.cluster import SandboxCluster
 from sandbox.hub import HubServer
 from sandbox.tiny_model import REPO_ID, write_tiny_model
 from sandbox.vllm_metrics import SCENARIOS, MetricsEmulator
@@ -45,13 +46,18 @@ def main() -> None:
 @click.option("--dir", "folder", type=click.Path(path_type=Path), required=True)
 @click.option("--scenario", default="healthy", type=click.Choice(sorted(SCENARIOS)))
 def up(folder: Path, scenario: str) -> None:
-    """Start the Hub (tiny model) and a stable and a canary metrics emulator."""
+    """Start the cluster (kubeconfig in DIR), the Hub (tiny model), and a stable and a canary
+    metrics emulator; write DIR/endpoints.json; stop everything on Ctrl-C."""
     folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        cluster = stack.enter_context(SandboxCluster(folder / "cluster"))
         hub, commit = _start_hub(stack, folder, 0)
         stable = stack.enter_context(MetricsEmulator("healthy", seed=1))
         canary = stack.enter_context(MetricsEmulator(scenario, seed=2))
         endpoints = {
+            "kubernetes": cluster.url,
+            "kubeconfig": str(cluster.kubeconfig),
+            "nfs_root": str(cluster.root / "nfs"),
             "hub": hub.url,
             "hub_repo": REPO_ID,
             "hub_commit": commit,
@@ -59,10 +65,21 @@ def up(folder: Path, scenario: str) -> None:
         }
         (folder / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         click.echo(json.dumps(endpoints, indent=2))
-        click.echo("sandbox up; Ctrl-C stops it", err=True)
+        click.echo(f"sandbox up; try: KUBECONFIG={cluster.kubeconfig} kubectl get nodes", err=True)
+        click.echo("Ctrl-C stops it", err=True)
         _wait_for_interrupt()
     (folder / "endpoints.json").unlink(missing_ok=True)
     click.echo("sandbox stopped", err=True)
+
+
+@main.command()
+@click.option("--dir", "folder", type=click.Path(path_type=Path), required=True)
+def cluster(folder: Path) -> None:
+    """Start only the cluster; its kubeconfig is DIR/kubeconfig."""
+    with SandboxCluster(folder) as running:
+        click.echo(f"KUBECONFIG={running.kubeconfig}  (API at {running.url})")
+        sys.stdout.flush()
+        _wait_for_interrupt()
 
 
 @main.command()
