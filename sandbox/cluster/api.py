@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
@@ -14,11 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from sandbox.cluster import resources
+from sandbox.cluster.faults import ApiFaultBook
 from sandbox.cluster.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.cluster.resources import Resource
 from sandbox.cluster.store import ApiError, ObjectStore, WatchEvent
 from sandbox.httpserver import BackgroundServer
 
+_REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 WATCH_DEFAULT_TIMEOUT = 300.0  # seconds a watch stays open without timeoutSeconds
 KUBERNETES_VERSION = {
     "major": "1",
@@ -35,6 +39,7 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     store: ClassVar[ObjectStore]
+    faults: ClassVar[ApiFaultBook]
     read_log: ClassVar[LogReader]
     stopping: ClassVar[threading.Event]
 
@@ -62,15 +67,42 @@ class ApiHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         parts = [part for part in url.path.split("/") if part]
+        faults = self.faults.take(method, url.path) if parts[:1] in (["api"], ["apis"]) else []
         try:
             body = self._body()
+            for fault in faults:
+                if fault.kind == "slow":
+                    time.sleep(fault.delay_seconds)
+                elif fault.kind == "status":
+                    raise ApiError(
+                        fault.status,
+                        _REASONS.get(fault.status, "InternalError"),
+                        f"injected {fault.status}",
+                    )
             if self._discovery(method, parts):
+                return
+            if any(fault.kind == "lose_response" for fault in faults):
+                self._lose_response(method, parts, query, body)
                 return
             self._resource_request(method, parts, query, body)
         except ApiError as error:
             self._json(error.status(), error.code)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def _lose_response(
+        self, method: str, parts: list[str], query: dict[str, str], body: Any
+    ) -> None:
+        """Do the request, then hang up instead of answering."""
+        real_json, real_text = self._json, self._text
+        self._json = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        self._text = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        try:
+            self._resource_request(method, parts, query, body)
+        finally:
+            self._json, self._text = real_json, real_text  # type: ignore[method-assign]
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _discovery(self, method: str, parts: list[str]) -> bool:
         if method != "GET":
@@ -342,10 +374,16 @@ class ApiServer(BackgroundServer):
     ) -> None:
         self.store = store
         self.stopping = threading.Event()
+        self.faults = ApiFaultBook()
         handler = type(
             "BoundApiHandler",
             (ApiHandler,),
-            {"store": store, "read_log": staticmethod(read_log), "stopping": self.stopping},
+            {
+                "store": store,
+                "faults": self.faults,
+                "read_log": staticmethod(read_log),
+                "stopping": self.stopping,
+            },
         )
         super().__init__(handler, host, port)
 

@@ -4,8 +4,8 @@ one object, with a kubeconfig for the real `kubernetes` client and kubectl."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
+import random
 import threading
 import uuid
 from dataclasses import dataclass
@@ -82,12 +82,17 @@ class SandboxCluster:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.store = ObjectStore()
-        self.kubelet = Kubelet(self.store, root, images or ImageRegistry.load(), self.record_event)
+        # Each cluster gets its own 127.N.0.0/16 (pods 127.N.10+.x, Services 127.N.1.x), so
+        # several sandboxes (parallel test runs, a demo) never fight over an address.
+        self.network = random.SystemRandom().randint(1, 254)
+        self.kubelet = Kubelet(
+            self.store, root, images or ImageRegistry.load(), self.record_event, self.network
+        )
         self.api = ApiServer(self.store, self.kubelet.read_log)
         self.deployments = DeploymentController(self.store)
         self.scheduler = Scheduler(self.store, self.record_event)
         self._proxies: dict[tuple[str, str, int], ServiceProxy] = {}
-        self._service_ips = (f"127.0.1.{n}" for n in itertools.count(1))
+        self._service_ips = (f"127.{self.network}.1.{n}" for n in range(1, 255))
         self._stopped = threading.Event()
         self._loop = threading.Thread(target=self._run, daemon=True, name="sandbox-controllers")
         for node in nodes:

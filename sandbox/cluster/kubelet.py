@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -15,11 +16,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sandbox.cluster.objects import Obj, iso, now
-from sandbox.cluster.runtimes import ImageRegistry, launch_for
+from sandbox.cluster.runtimes import ImageRegistry, Launch, launch_for
 from sandbox.cluster.store import ApiError, ObjectStore
 
+logger = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 # Sandbox restarts back off 1, 2, 4 … up to 20 s (Kubernetes: 10 s up to 5 min), so
 # crash loops show up within a test's patience.
@@ -35,7 +38,12 @@ class Kubelet:
     """Starts a worker for every pod bound to a node, and reads their logs."""
 
     def __init__(
-        self, store: ObjectStore, root: Path, images: ImageRegistry, record_event: EventRecorder
+        self,
+        store: ObjectStore,
+        root: Path,
+        images: ImageRegistry,
+        record_event: EventRecorder,
+        network: int = 0,
     ) -> None:
         self.store = store
         self.root = root
@@ -44,7 +52,7 @@ class Kubelet:
         self.pods = store.resource("pods")
         self._workers: dict[str, PodWorker] = {}
         self._addresses = (
-            f"127.0.{a}.{b}" for a, b in itertools.product(range(10, 250), range(1, 255))
+            f"127.{network}.{a}.{b}" for a, b in itertools.product(range(10, 250), range(1, 255))
         )
         self._lock = threading.Lock()
 
@@ -124,7 +132,10 @@ class PodWorker(threading.Thread):
                     )
                     self.kubelet.store.finalize_pod(self.namespace, self.name)
                     return
-                self._step(pod)
+                try:
+                    self._step(pod)
+                except Exception:  # a sandbox bug must not leave the pod without a kubelet
+                    logger.exception("pod worker %s/%s failed a step", self.namespace, self.name)
                 self.shutdown.wait(TICK_SECONDS)
             self._terminate(min(5.0, MAX_GRACE_SECONDS))
         finally:
@@ -162,15 +173,12 @@ class PodWorker(threading.Thread):
             self._exited(pod, container, 128)
             return
         with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                launch.argv,
-                env=launch.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=str(log_path.parent),
-            )
+            try:
+                self.process = self._spawn(launch, log, log_path.parent)
+            except OSError as error:  # no such executable, permission denied…
+                log.write(f"sandbox: cannot run {launch.argv[0]!r}: {error}\n".encode())
+                self._exited(pod, container, 127)
+                return
         self.started_at = time.monotonic()
         self.started_ok = False
         self.ready = False
@@ -179,6 +187,18 @@ class PodWorker(threading.Thread):
             pod, "Normal", "Started", f"Started container {container['name']}", "kubelet"
         )
         self._set_status(pod, container, {"running": {"startedAt": iso(now())}}, "Running")
+
+    @staticmethod
+    def _spawn(launch: Launch, log: Any, cwd: Path) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            launch.argv,
+            env=launch.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(cwd),
+        )
 
     def _exited(self, pod: Obj, container: Obj, code: int) -> None:
         self.process = None

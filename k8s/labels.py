@@ -1,0 +1,56 @@
+"""Names, labels and annotations of the objects llm-rollout manages for a model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from spec import ReleaseSpec
+
+Track = Literal["stable", "canary"]
+FIELD_MANAGER = "llm-rollout"
+PART_OF = "llm-rollout"
+TRACK = "track"  # stable | canary; kept by the Prometheus scrape config
+RELEASE = "llm-rollout.io/release"
+WEIGHTS_COMMIT = "llm-rollout.io/weights-commit"
+IMAGE = "llm-rollout.io/image"
+MODEL = "llm-rollout.io/model"
+HTTP_PORT = 8000
+HTTP_PORT_NAME = "http"
+
+
+def deployment_name(spec: ReleaseSpec, track: Track) -> str:
+    """'<name>' for stable, '<name>-canary' for the canary."""
+    return spec.name if track == "stable" else f"{spec.name}-canary"
+
+
+def claim_name(spec: ReleaseSpec) -> str:
+    """The weights PVC: the spec's existing claim, or one llm-rollout creates."""
+    return spec.storage.existing_claim or f"{spec.name}-weights"
+
+
+def volume_name(spec: ReleaseSpec) -> str:
+    """The cluster-scoped PV llm-rollout creates for an NFS export."""
+    return f"{spec.namespace}-{spec.name}-weights"
+
+
+def service_account_name(spec: ReleaseSpec) -> str:
+    return "llm-rollout"
+
+
+def common_labels(spec: ReleaseSpec) -> dict[str, str]:
+    """Labels on every object of the model; the Service selects pods by these."""
+    return {
+        "app.kubernetes.io/name": spec.name,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "llm-rollout",
+    }
+
+
+def selector_labels(spec: ReleaseSpec, track: Track) -> dict[str, str]:
+    """What a Deployment selects: its model and track (stable and canary never overlap)."""
+    return {"app.kubernetes.io/name": spec.name, TRACK: track}
+
+
+def service_selector(spec: ReleaseSpec) -> dict[str, str]:
+    """Stable and canary pods alike: the canary takes its share of real traffic."""
+    return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": PART_OF}

@@ -1,0 +1,386 @@
+"""Kubernetes objects for a release, as plain dicts built by typed functions.
+
+The Deployment carries the seed's hard-won lessons: a memory-backed /dev/shm sized by the
+spec, a startupProbe long enough for model load, requests = limits sized for loading weights
+through host memory, GPU requests = TP × PP with the product's node selector and toleration,
+no CUDA_VISIBLE_DEVICES (the device plugin assigns GPUs), weights mounted read-only at the
+published commit folder, `maxUnavailable: 0`, and a preStop drain inside a grace period
+longer than vLLM's own shutdown timeout.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from k8s import labels as names
+from k8s.labels import HTTP_PORT, HTTP_PORT_NAME, Track
+from k8s.release import Release
+from k8s.vllm_args import vllm_args
+from spec import ReleaseSpec
+
+Manifest = dict[str, Any]
+STARTUP_PERIOD_SECONDS = 10
+# Time for the Service to drop a terminating pod before vLLM stops taking requests.
+PRESTOP_DRAIN_SECONDS = 10
+# Grace beyond drain + vLLM's shutdown timeout, so the kubelet never SIGKILLs a drain.
+GRACE_MARGIN_SECONDS = 15
+REVISION_HISTORY = 5
+
+
+def namespace(spec: ReleaseSpec) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": spec.namespace, "labels": names.common_labels(spec)},
+    }
+
+
+def weights_storage(spec: ReleaseSpec) -> list[Manifest]:
+    """An NFS PersistentVolume and its ReadOnlyMany claim; nothing for an existing claim."""
+    nfs = spec.storage.nfs
+    if nfs is None:
+        return []
+    size = "1Ti"  # NFS ignores it; the API requires one
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": names.volume_name(spec), "labels": names.common_labels(spec)},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "mountOptions": ["nfsvers=4.1", "ro"],
+            "nfs": {"server": nfs.server, "path": nfs.path, "readOnly": True},
+            "claimRef": {"namespace": spec.namespace, "name": names.claim_name(spec)},
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": names.claim_name(spec),
+            "namespace": spec.namespace,
+            "labels": names.common_labels(spec),
+        },
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": names.volume_name(spec),
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+    return [volume, claim]
+
+
+def deployment(release: Release, track: Track, replicas: int | None) -> Manifest:
+    """The stable or canary Deployment of `release` (replicas None: left to the HPA)."""
+    spec = release.spec
+    selector = names.selector_labels(spec, track)
+    pod_labels = {
+        **names.common_labels(spec),
+        **selector,
+        "app.kubernetes.io/instance": names.deployment_name(spec, track),
+        "app.kubernetes.io/version": release.release_id,
+        "app.kubernetes.io/component": "inference-server",
+        names.RELEASE: release.release_id,
+    }
+    annotations = {
+        names.RELEASE: release.release_id,
+        names.WEIGHTS_COMMIT: release.weights_commit,
+        names.IMAGE: release.image,
+        names.MODEL: spec.source.repo,
+    }
+    rollout = spec.rollout
+    deployment_spec: Manifest = {
+        "selector": {"matchLabels": selector},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": rollout.max_surge,
+                "maxUnavailable": rollout.max_unavailable,
+            },
+        },
+        "progressDeadlineSeconds": rollout.progress_deadline_seconds,
+        "revisionHistoryLimit": REVISION_HISTORY,
+        "template": {
+            "metadata": {"labels": pod_labels, "annotations": annotations},
+            "spec": _pod_spec(release),
+        },
+    }
+    if replicas is not None:
+        deployment_spec = {"replicas": replicas, **deployment_spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.deployment_name(spec, track),
+            "namespace": spec.namespace,
+            "labels": {
+                **names.common_labels(spec),
+                names.TRACK: track,
+                names.RELEASE: release.release_id,
+            },
+            "annotations": annotations,
+        },
+        "spec": deployment_spec,
+    }
+
+
+def _pod_spec(release: Release) -> Manifest:
+    spec = release.spec
+    resources = spec.resources
+    gpus = str(resources.gpus)
+    requests = {"cpu": resources.cpu, "memory": resources.memory, "nvidia.com/gpu": gpus}
+    health = {"httpGet": {"path": "/health", "port": HTTP_PORT_NAME}}
+    container = {
+        "name": "vllm",
+        "image": release.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": vllm_args(spec, spec.storage.mount_path),
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "HF_HUB_OFFLINE", "value": "1"},  # weights come from the volume only
+            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+            {"name": "HF_HOME", "value": "/tmp/hf"},  # the weights volume is read-only
+        ],
+        "resources": {"requests": requests, "limits": dict(requests)},
+        "volumeMounts": [
+            {
+                "name": "weights",
+                "mountPath": spec.storage.mount_path,
+                "readOnly": True,
+                "subPath": release.weights_subpath,
+            },
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+        "startupProbe": {
+            **health,
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "timeoutSeconds": 5,
+            "failureThreshold": math.ceil(
+                spec.rollout.startup_budget_seconds / STARTUP_PERIOD_SECONDS
+            ),
+        },
+        "readinessProbe": {
+            **health,
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            **health,
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DRAIN_SECONDS}}},
+    }
+    pod: Manifest = {
+        "serviceAccountName": "default",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,  # no *_PORT env vars that could collide with VLLM_*
+        "terminationGracePeriodSeconds": PRESTOP_DRAIN_SECONDS
+        + spec.serving.shutdown_timeout_seconds
+        + GRACE_MARGIN_SECONDS,
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "weights",
+                "persistentVolumeClaim": {"claimName": names.claim_name(spec), "readOnly": True},
+            },
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": resources.shm_size}},
+        ],
+        "tolerations": [t.model_dump(exclude_none=True) for t in resources.tolerations],
+    }
+    if resources.gpu_product:
+        pod["nodeSelector"] = {"nvidia.com/gpu.product": resources.gpu_product}
+    return pod
+
+
+def service(spec: ReleaseSpec) -> Manifest:
+    """One Service in front of stable and canary pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": names.common_labels(spec),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.service_selector(spec),
+            "ports": [
+                {
+                    "name": HTTP_PORT_NAME,
+                    "port": HTTP_PORT,
+                    "targetPort": HTTP_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def autoscaler(spec: ReleaseSpec) -> Manifest | None:
+    """An autoscaling/v2 HPA on a per-pod vLLM metric served by prometheus-adapter."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return None
+    target = f"{round(scaling.target * 1000)}m" if scaling.target < 1 else f"{scaling.target:g}"
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": names.common_labels(spec),
+        },
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": names.deployment_name(spec, "stable"),
+            },
+            "minReplicas": scaling.min,
+            "maxReplicas": scaling.max,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": f"vllm_{scaling.metric}"},
+                        "target": {"type": "AverageValue", "averageValue": target},
+                    },
+                }
+            ],
+            # new replicas take minutes to load a model: scale down slowly
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+        },
+    }
+
+
+def disruption_budget(spec: ReleaseSpec) -> Manifest:
+    """At most one stable pod voluntarily disrupted (node drains) at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": names.common_labels(spec),
+        },
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": names.selector_labels(spec, "stable")},
+        },
+    }
+
+
+NAMESPACED_RULES = [
+    (
+        "apps",
+        ["deployments", "deployments/scale"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    ("apps", ["replicasets"], ["get", "list", "watch"]),
+    ("", ["pods", "pods/log", "events"], ["get", "list", "watch"]),
+    (
+        "",
+        ["services", "configmaps", "persistentvolumeclaims"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "autoscaling",
+        ["horizontalpodautoscalers"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "policy",
+        ["poddisruptionbudgets"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+]
+
+
+def access(spec: ReleaseSpec) -> list[Manifest]:
+    """What a Dagster run pod needs to release this model: a ServiceAccount and a Role
+    limited to the kinds above in this namespace, and (for an NFS volume) the right to
+    manage the one cluster-scoped object, the PersistentVolume."""
+    name = names.service_account_name(spec)
+    meta = {"name": name, "namespace": spec.namespace, "labels": names.common_labels(spec)}
+    objects: list[Manifest] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {"apiGroups": [group], "resources": kinds, "verbs": verbs}
+                for group, kinds, verbs in NAMESPACED_RULES
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.namespace}],
+        },
+    ]
+    if spec.storage.nfs is not None:
+        cluster_name = f"llm-rollout-{spec.namespace}-{spec.name}-volume"
+        objects += [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["persistentvolumes"],
+                        "resourceNames": [names.volume_name(spec)],
+                        "verbs": ["get", "patch", "update"],
+                    }
+                ],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": cluster_name,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.namespace}],
+            },
+        ]
+    return objects
+
+
+def platform_objects(spec: ReleaseSpec) -> list[Manifest]:
+    """Objects that do not change between releases."""
+    objects = [namespace(spec), *weights_storage(spec), service(spec), disruption_budget(spec)]
+    hpa = autoscaler(spec)
+    return [*objects, *([hpa] if hpa else [])]
+
+
+def release_objects(release: Release, track: Track) -> list[Manifest]:
+    """The Deployment a release applies on a track."""
+    spec = release.spec
+    if track == "canary":
+        return [deployment(release, "canary", spec.rollout.canary_replicas)]
+    replicas = None if spec.autoscaling else spec.replicas
+    return [deployment(release, "stable", replicas)]
+
+
+def all_objects(release: Release) -> list[Manifest]:
+    """Everything for a GitOps user: platform, access, and the release on its first track."""
+    track: Track = "canary" if release.spec.rollout.strategy == "canary" else "stable"
+    return [
+        *platform_objects(release.spec),
+        *access(release.spec),
+        *release_objects(release, track),
+    ]

@@ -1,0 +1,140 @@
+"""Rendered manifests: the seed's lessons, and schema-valid for Kubernetes 1.29-1.33."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from k8s import manifests
+from k8s.release import Release, default_image
+from k8s.validation import SUPPORTED_VERSIONS, schema_problems
+from k8s.vllm_args import vllm_args
+from spec import ReleaseSpec, load_spec
+from tests.conftest import MODELS_DIR
+
+SPECS = {name: load_spec(MODELS_DIR / f"{name}.yaml") for name in ("deepseek-v4", "demo-tiny")}
+
+
+def release_of(spec: ReleaseSpec) -> Release:
+    return Release(spec, "a" * 40, default_image(spec))
+
+
+def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_object_validates_for_every_supported_version(name: str) -> None:
+    release = release_of(SPECS[name])
+    objects = [
+        *manifests.all_objects(release),
+        *manifests.release_objects(release, "stable"),
+        *manifests.access(release.spec),
+    ]
+    assert schema_problems(objects, SUPPORTED_VERSIONS) == []
+
+
+def test_the_deepseek_deployment_carries_the_seeds_lessons() -> None:
+    spec = SPECS["deepseek-v4"]
+    deployment = manifests.deployment(release_of(spec), "stable", None)
+    pod = deployment["spec"]["template"]["spec"]
+    container = container_of(deployment)
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert "replicas" not in deployment["spec"]  # the HPA owns replicas
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    assert (
+        container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"]
+        >= spec.rollout.startup_budget_seconds
+    )
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert "CUDA_VISIBLE_DEVICES" not in env
+    assert env["HF_HUB_OFFLINE"] == "1"
+    weights = next(m for m in container["volumeMounts"] if m["name"] == "weights")
+    assert weights == {
+        "name": "weights",
+        "mountPath": "/models",
+        "readOnly": True,
+        "subPath": f"deepseek-ai--DeepSeek-V4/{'a' * 40}",
+    }
+    assert pod["enableServiceLinks"] is False
+    assert pod["terminationGracePeriodSeconds"] > spec.serving.shutdown_timeout_seconds
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for key in ("name", "instance", "version", "component", "part-of", "managed-by"):
+        assert f"app.kubernetes.io/{key}" in labels
+    annotations = deployment["metadata"]["annotations"]
+    assert annotations["llm-rollout.io/weights-commit"] == "a" * 40
+
+
+def test_vllm_arguments_follow_the_version() -> None:
+    spec = SPECS["deepseek-v4"]
+    args = vllm_args(spec, "/models")
+    assert args[0] == "/models"  # `vllm serve MODEL` since 0.9
+    for flag, value in (
+        ("--tensor-parallel-size", "2"),
+        ("--max-model-len", "32768"),
+        ("--gpu-memory-utilization", "0.92"),
+        ("--served-model-name", "deepseek-v4"),
+    ):
+        assert args[args.index(flag) + 1] == value
+    assert "--enable-prefix-caching" in args
+    assert args[-1] == "--trust-remote-code"
+    old = spec.model_copy(
+        update={"serving": spec.serving.model_copy(update={"vllm_version": "0.8.5"})}
+    )
+    assert vllm_args(old, "/models")[:2] == ["--model", "/models"]
+    assert "--shutdown-timeout" in vllm_args(SPECS["demo-tiny"], "/models")
+
+
+def test_stable_and_canary_share_the_service_but_not_selectors() -> None:
+    release = release_of(SPECS["demo-tiny"])
+    stable = manifests.deployment(release, "stable", 2)
+    canary = manifests.deployment(release, "canary", 1)
+    service = manifests.service(release.spec)
+    assert service["metadata"]["name"] != "vllm"
+    for deployment in (stable, canary):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= labels.items()
+    assert stable["spec"]["selector"] != canary["spec"]["selector"]
+    assert canary["metadata"]["name"] == "demo-tiny-canary"
+
+
+def test_the_hpa_reads_the_adapter_metric() -> None:
+    hpa = manifests.autoscaler(SPECS["deepseek-v4"])
+    assert hpa is not None
+    metric = hpa["spec"]["metrics"][0]["pods"]
+    assert metric["metric"]["name"] == "vllm_num_requests_waiting"
+    assert metric["target"] == {"type": "AverageValue", "averageValue": "5"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+
+
+def test_release_ids_are_stable_and_change_with_inputs() -> None:
+    spec = SPECS["demo-tiny"]
+    same = Release(spec, "a" * 40, "img:1")
+    assert same.release_id == Release(spec, "a" * 40, "img:1").release_id
+    assert same.release_id != Release(spec, "b" * 40, "img:1").release_id
+    assert same.release_id != Release(spec, "a" * 40, "img:2").release_id
+
+
+def test_rbac_grants_only_the_namespace_and_the_volume() -> None:
+    objects = manifests.access(SPECS["deepseek-v4"])
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "llm-serving"
+    kinds = {kind for rule in role["rules"] for kind in rule["resources"]}
+    assert "secrets" not in kinds and "nodes" not in kinds
+    cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumes"],
+            "resourceNames": ["llm-serving-deepseek-v4-weights"],
+            "verbs": ["get", "patch", "update"],
+        }
+    ]
