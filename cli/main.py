@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.release import render, status
 from cli.weights import weights
 from spec import SpecFileError, load_specs, spec_files
 
@@ -49,6 +50,8 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 
 
 cli.add_command(weights)
+cli.add_command(render)
+cli.add_command(status)
 
 
 def main() -> None:

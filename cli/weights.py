@@ -31,7 +31,8 @@ def source_of(spec: ReleaseSpec) -> WeightsSource:
     return WeightsSource(spec.source.repo, spec.source.revision, patterns)
 
 
-def _load(path: Path) -> ReleaseSpec:
+def load_or_exit(path: Path) -> ReleaseSpec:
+    """The spec at `path`, or its problems printed and exit status 1."""
     try:
         return load_spec(path)
     except SpecFileError as error:
@@ -53,7 +54,7 @@ def fetch(spec_path: Path, root: Path) -> None:
 
     Honours HF_ENDPOINT (mirrors) and HF_TOKEN (gated repos).
     """
-    spec = _load(spec_path)
+    spec = load_or_exit(spec_path)
     try:
         result = fetch_weights(source_of(spec), root, HubClient(), progress=TerminalProgress())
     except WeightsError as error:
@@ -76,7 +77,7 @@ def fetch(spec_path: Path, root: Path) -> None:
 @click.option("--commit", help="A published commit (default: what the revision resolved to).")
 def verify(spec_path: Path, root: Path, full: bool, commit: str | None) -> None:
     """Check a published revision against its manifest; exit 1 naming every bad file."""
-    spec = _load(spec_path)
+    spec = load_or_exit(spec_path)
     try:
         commit = commit or published_commit(root, source_of(spec))
         report = verify_published(
@@ -102,7 +103,7 @@ def verify(spec_path: Path, root: Path, full: bool, commit: str | None) -> None:
 @click.option("--protect", multiple=True, help="A commit that must stay (repeatable).")
 def prune_command(spec_path: Path, root: Path, keep: int, protect: tuple[str, ...]) -> None:
     """Delete old published revisions, keeping the newest and every protected one."""
-    spec = _load(spec_path)
+    spec = load_or_exit(spec_path)
     result = prune(root, spec.source.repo, keep, set(protect))
     for commit in result.deleted:
         click.echo(f"deleted {commit}")

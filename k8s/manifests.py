@@ -377,10 +377,13 @@ def release_objects(release: Release, track: Track) -> list[Manifest]:
 
 
 def all_objects(release: Release) -> list[Manifest]:
-    """Everything for a GitOps user: platform, access, and the release on its first track."""
-    track: Track = "canary" if release.spec.rollout.strategy == "canary" else "stable"
+    """Everything for a GitOps user: platform, access, the stable Deployment, and (for the
+    canary strategy) the canary Deployment."""
+    spec = release.spec
+    canary = release_objects(release, "canary") if spec.rollout.strategy == "canary" else []
     return [
-        *platform_objects(release.spec),
-        *access(release.spec),
-        *release_objects(release, track),
+        *platform_objects(spec),
+        *access(spec),
+        *release_objects(release, "stable"),
+        *canary,
     ]

@@ -1,0 +1,112 @@
+"""`llm-rollout render` and `llm-rollout status`: the release's manifests, and what is live."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from cli.weights import load_or_exit, source_of
+from k8s import manifests
+from k8s.cluster import ClusterClient, ClusterError
+from k8s.history import ReleaseHistory
+from k8s.labels import deployment_name
+from k8s.release import Release, default_image
+from k8s.validation import schema_problems
+from weights.errors import WeightsError
+from weights.fetch import published_commit
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--weights-commit", help="The published weights commit to deploy.")
+@click.option(
+    "--weights-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="LLM_ROLLOUT_WEIGHTS_ROOT",
+    help="Find the commit the revision was last published as (instead of --weights-commit).",
+)
+@click.option("--image", help="Image reference (default: the spec's, or the official image).")
+def render(
+    spec_path: Path,
+    out: Path,
+    weights_commit: str | None,
+    weights_root: Path | None,
+    image: str | None,
+) -> None:
+    """Write every Kubernetes object of the spec's release into OUT/k8s/, schema-validated
+    for Kubernetes 1.29-1.33 (for GitOps: commit them, let Argo CD or Flux apply them)."""
+    spec = load_or_exit(spec_path)
+    if weights_commit is None:
+        if weights_root is None:
+            _fail("give --weights-commit, or --weights-root where the weights are published")
+        try:
+            weights_commit = published_commit(weights_root, source_of(spec))
+        except WeightsError as error:
+            _fail(str(error))
+    if image is None:
+        if spec.image.builder != "none":
+            _fail(f"builder '{spec.image.builder}' builds the image: pass --image with its tag")
+        image = default_image(spec)
+    release = Release(spec, weights_commit, image)
+    objects = manifests.all_objects(release)
+    problems = schema_problems(objects)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        sys.exit(1)
+    folder = out / "k8s"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, obj in enumerate(objects):
+        name = f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+    click.echo(f"{release.release_id}: wrote {len(objects)} objects to {folder}")
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("KUBECONFIG"),
+)
+def status(spec_path: Path, kubeconfig: Path | None) -> None:
+    """Show the model's recorded releases, which is stable and canary, and their rollouts."""
+    spec = load_or_exit(spec_path)
+    try:
+        cluster = ClusterClient.from_kubeconfig(str(kubeconfig) if kubeconfig else None)
+        history = ReleaseHistory(cluster, spec).read()
+        click.echo(f"{spec.name} in {spec.namespace}")
+        if not history.releases:
+            click.echo("  no releases recorded")
+        for record in reversed(history.releases):
+            marks = [
+                m
+                for m, rid in (("stable", history.stable), ("canary", history.canary))
+                if rid == record.release_id
+            ]
+            click.echo(
+                f"  {record.release_id}  {record.recorded_at}  weights "
+                f"{record.weights_commit[:12]}  {record.image}"
+                f"{'  <- ' + ', '.join(marks) if marks else ''}"
+            )
+        for track in ("stable", "canary"):
+            name = deployment_name(spec, track)
+            if cluster.find("Deployment", name, spec.namespace) is None:
+                continue
+            rollout = cluster.rollout_status(name, spec.namespace)
+            click.echo(
+                f"  {track:7s} {name}: {rollout.phase} ({rollout.reason}); "
+                f"{rollout.available}/{rollout.desired} available"
+            )
+    except ClusterError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)

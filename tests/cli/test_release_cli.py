@@ -1,0 +1,110 @@
+"""`llm-rollout render` and `llm-rollout status` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from cli.main import cli
+from k8s.cluster import ClusterClient
+from k8s.lifecycle import Lifecycle
+from k8s.validation import schema_problems
+from spec import load_spec
+from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.fixtures.cluster import Kube
+from tests.k8s.conftest import release
+
+COMMIT = "d" * 40
+
+
+def test_render_writes_schema_valid_manifests_for_both_specs(tmp_path: Path) -> None:
+    for name, extra in (("demo-tiny", []), ("deepseek-v4", ["--image", "reg/x-vllm:1"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            cli,
+            [
+                "render",
+                str(MODELS_DIR / f"{name}.yaml"),
+                "--out",
+                str(out),
+                "--weights-commit",
+                COMMIT,
+                *extra,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        files = sorted((out / "k8s").glob("*.yaml"))
+        objects = [yaml.safe_load(f.read_text()) for f in files]
+        assert {"Namespace", "Service", "Deployment", "Role"} <= {o["kind"] for o in objects}
+        assert schema_problems(objects) == []
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        assert (
+            deployment["spec"]["template"]["metadata"]["annotations"][
+                "llm-rollout.io/weights-commit"
+            ]
+            == COMMIT
+        )
+
+
+def test_render_finds_the_published_commit(tmp_path: Path) -> None:
+    published = tmp_path / "weights" / "llm-rollout--tiny-llama"
+    (published / "refs").mkdir(parents=True)
+    (published / "refs" / "main").write_text(COMMIT + "\n")
+    (published / COMMIT).mkdir()
+    (published / COMMIT / "llm-rollout-manifest.json").write_text("{}")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "render",
+            str(MODELS_DIR / "demo-tiny.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--weights-root",
+            str(tmp_path / "weights"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_render_says_what_is_missing(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "render",
+            str(MODELS_DIR / "deepseek-v4.yaml"),
+            "--out",
+            str(tmp_path),
+            "--weights-commit",
+            COMMIT,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "builder 'kaniko' builds the image: pass --image" in result.output
+
+
+def test_status_shows_live_releases(kube: Kube) -> None:
+    spec = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    lifecycle = Lifecycle(ClusterClient(kube.api), spec)
+    first = release(spec, 1)
+    lifecycle.first_release(first)
+    lifecycle.wait(lifecycle.stable_name())
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "llm-rollout"),
+            "status",
+            str(MODELS_DIR / "demo-tiny.yaml"),
+        ],
+        env={**os.environ, "KUBECONFIG": str(kube.cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{first.release_id}" in result.stdout and "<- stable" in result.stdout
+    assert "stable  demo-tiny: complete" in result.stdout
