@@ -1,0 +1,90 @@
+"""kubectl against the sandbox cluster, as a user would try it (emulated vLLM pods)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fixtures.cluster import Kube, wait_for
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+MANIFEST = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: kubectl-demo}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: emu, namespace: kubectl-demo}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: emu}}
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: emu}}
+    spec:
+      containers:
+      - name: vllm
+        image: registry.sandbox.local/vllm-metrics-emulator:1
+        ports: [{containerPort: 8000, name: http}]
+        readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}
+"""
+
+
+def kubectl(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KUBECTL), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env={**os.environ, "KUBECONFIG": str(kube.cluster.kubeconfig)},
+    )
+
+
+def test_apply_rollout_history_and_logs(kube: Kube, tmp_path: Path) -> None:
+    manifest = tmp_path / "emu.yaml"
+    manifest.write_text(MANIFEST)
+    applied = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    assert "deployment.apps/emu serverside-applied" in applied.stdout
+    status = kubectl(kube, "rollout", "status", "deployment/emu", "-n", "kubectl-demo")
+    assert 'deployment "emu" successfully rolled out' in status.stdout, status.stderr
+    image = kubectl(
+        kube,
+        "set",
+        "image",
+        "deployment/emu",
+        "vllm=registry.sandbox.local/vllm-metrics-emulator:2",
+        "-n",
+        "kubectl-demo",
+    )
+    assert image.returncode == 0, image.stderr
+    status = kubectl(kube, "rollout", "status", "deployment/emu", "-n", "kubectl-demo")
+    assert 'deployment "emu" successfully rolled out' in status.stdout, status.stderr
+    history = kubectl(kube, "rollout", "history", "deployment/emu", "-n", "kubectl-demo")
+    rows = [line.split()[0] for line in history.stdout.splitlines() if line.strip()]
+    assert rows[-2:] == ["1", "2"]
+    described = kubectl(kube, "describe", "deployment", "emu", "-n", "kubectl-demo")
+    assert "2 desired | 2 updated | 2 total | 2 available | 0 unavailable" in described.stdout
+    assert "RollingUpdate" in described.stdout
+
+    def one_pod() -> str | None:
+        names = kubectl(kube, "get", "pods", "-n", "kubectl-demo", "-o", "name").stdout.split()
+        return names[0] if len(names) == 2 else None
+
+    pod = wait_for(one_pod)
+    logs = kubectl(kube, "logs", pod, "-n", "kubectl-demo")
+    assert logs.returncode == 0, logs.stderr
+    assert "/metrics" in logs.stdout
+    # `set image` took ownership of the image: re-applying the old manifest is a conflict
+    again = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    assert again.returncode == 1
+    assert 'conflict with "kubectl-set"' in again.stderr
+    assert ".spec.template.spec.containers" in again.stderr
+    forced = kubectl(
+        kube, "apply", "--server-side", "--force-conflicts", "--validate=false", "-f", str(manifest)
+    )
+    assert forced.returncode == 0, forced.stderr
