@@ -8,6 +8,8 @@ cd "$REPO_ROOT"
 ensure_python_env
 # Real vLLM (CPU) serves the tiny model in the sandbox's end-to-end tests.
 ensure_vllm_runtime
+# A real OCI registry (distribution 2.8) for the image tag checks.
+ensure_debian docker-registry
 
 say "ruff"
 ruff check .

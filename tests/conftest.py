@@ -46,4 +46,8 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-pytest_plugins = ["tests.fixtures.sandbox_servers", "tests.fixtures.cluster"]
+pytest_plugins = [
+    "tests.fixtures.sandbox_servers",
+    "tests.fixtures.cluster",
+    "tests.fixtures.registry",
+]
