@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.image import image
 from cli.release import render, status
 from cli.weights import weights
 from spec import SpecFileError, load_specs, spec_files
@@ -52,6 +53,7 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 cli.add_command(weights)
 cli.add_command(render)
 cli.add_command(status)
+cli.add_command(image)
 
 
 def main() -> None:

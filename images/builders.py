@@ -58,12 +58,15 @@ class NoneBuilder:
     """Builds nothing: the spec's prebuilt reference, or the official vLLM image."""
 
     registry: RegistryClient
+    resolve_digest: bool = True  # off where no registry may be asked (air-gapped demo)
     name: str = "none"
 
     def build(self, context: BuildContext, log: Log) -> BuiltImage:
         spec = context.spec
         reference = spec.image.reference or f"vllm/vllm-openai:v{spec.serving.vllm_version}"
         started = time.monotonic()
+        if not self.resolve_digest:
+            return BuiltImage(reference, None, self.name, None, 0.0, True)
         try:
             digest = self.registry.manifest_digest(reference)
         except RegistryUnreachable as error:

@@ -1,0 +1,57 @@
+"""The image asset of a model: the vLLM serving image, rendered, tagged by content, and
+built (or found already built, or taken prebuilt), with its digest.
+
+No `from __future__ import annotations`: Dagster reads the context annotation at load.
+"""
+
+import dagster as dg
+
+from assets.naming import asset_key, group_name
+from images.builders import BuildFailed
+from images.context import ImageError, render_context
+from pipelines.resources import ImageBuilder
+from spec import ReleaseSpec
+
+
+def build_image_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
+    """The `<model>/image` asset."""
+    builder_name = spec.image.builder
+
+    @dg.asset(
+        key=asset_key(spec, "image"),
+        group_name=group_name(spec),
+        kinds={"docker"} if builder_name != "kaniko" else {"kubernetes"},
+        description=(
+            f"The vLLM {spec.serving.vllm_version} serving image ({spec.image.base} base, "
+            f"builder `{builder_name}`): its build context is rendered from templates and "
+            "tagged by a hash of its content, so it is rebuilt only when something changed."
+        ),
+        retry_policy=dg.RetryPolicy(max_retries=1, delay=30),  # a push can flake; builds are
+        tags={"llm-rollout/model": spec.name},  # idempotent (the tag check skips a rebuild)
+    )
+    def image(
+        context: dg.AssetExecutionContext, image_builder: ImageBuilder
+    ) -> dg.MaterializeResult:
+        rendered = render_context(spec)
+        try:
+            built = image_builder.builder(spec).build(rendered, context.log.info)
+        except BuildFailed as error:  # the log tail is in the message; no tag is recorded
+            raise dg.Failure(description=str(error)) from error
+        except ImageError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        return dg.MaterializeResult(
+            metadata={
+                "reference": built.reference,
+                "digest": built.digest or "unknown (registry not asked)",
+                "pinned": built.pinned,
+                "context_hash": rendered.content_hash,
+                "base": spec.image.base,
+                "vllm_version": spec.serving.vllm_version,
+                "builder": built.builder,
+                "build_seconds": round(built.seconds, 1),
+                "skipped_build": built.skipped,
+            },
+            data_version=dg.DataVersion(built.digest or built.reference),
+        )
+
+    return image
