@@ -10,8 +10,10 @@ import click
 
 from cli.weights import load_or_exit
 from images.context import ImageError, render_context
+from images.kaniko import KanikoBuilder
 from images.registry import Credentials, RegistryClient
 from images.select import builder_for
+from k8s.cluster import ClusterClient
 
 
 def registry_from_env() -> tuple[RegistryClient, Credentials | None]:
@@ -50,7 +52,17 @@ def build_image(spec_path: Path) -> None:
     spec = load_or_exit(spec_path)
     registry, credentials = registry_from_env()
     try:
-        builder = builder_for(spec, registry, credentials)
+        builder = builder_for(
+            spec,
+            registry,
+            credentials,
+            lambda: KanikoBuilder(
+                ClusterClient.from_kubeconfig(os.environ.get("KUBECONFIG")),
+                registry,
+                spec.namespace,
+                credentials,
+            ),
+        )
         built = builder.build(render_context(spec), lambda line: click.echo(line, err=True))
     except ImageError as error:
         click.echo(f"error: {error}", err=True)

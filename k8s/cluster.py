@@ -38,6 +38,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True),
     "Service": ("/api/v1", "services", True),
     "ConfigMap": ("/api/v1", "configmaps", True),
+    "Secret": ("/api/v1", "secrets", True),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "Pod": ("/api/v1", "pods", True),
     "Node": ("/api/v1", "nodes", False),
@@ -214,11 +215,36 @@ class ClusterClient:
             raise ClusterError(f"scaling {name} failed: {_message(error)}") from error
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
+        """Delete an object and (in the background) what it owns."""
+        query = [("propagationPolicy", "Background")]
         try:
-            self._retrying(lambda: self._call("DELETE", self._path(kind, namespace, name)))
+            self._retrying(lambda: self._call("DELETE", self._path(kind, namespace, name), query))
         except ApiException as error:
             if error.status != 404:
                 raise ClusterError(f"deleting {kind}/{name} failed: {_message(error)}") from error
+
+    def read_log(self, pod: str, namespace: str, tail_lines: int | None = None) -> str:
+        """A pod's container output (the last `tail_lines` lines)."""
+        query = [("tailLines", str(tail_lines))] if tail_lines else []
+        path = self._path("Pod", namespace, pod) + "/log"
+
+        def call() -> str:
+            response = self.api.call_api(
+                path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            )
+            return bytes(response.data).decode(errors="replace")
+
+        try:
+            return self._retrying(call)
+        except ApiException as error:
+            raise ClusterError(f"reading the log of {pod} failed: {_message(error)}") from error
 
     # -- rollout status -----------------------------------------------------------------
 

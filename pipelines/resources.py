@@ -10,8 +10,10 @@ import dagster as dg
 from pydantic import Field
 
 from images.builders import Builder, NoneBuilder
+from images.kaniko import KanikoBuilder
 from images.registry import Credentials, RegistryClient
 from images.select import builder_for
+from k8s.cluster import ClusterClient
 from spec import ReleaseSpec
 from weights.hub import HubClient
 
@@ -51,6 +53,9 @@ class ImageBuilder(dg.ConfigurableResource):
     resolve_digests: bool = Field(
         True, description="Ask the registry for a prebuilt image's digest (off air-gapped)."
     )
+    kubeconfig: str | None = Field(
+        None, description="For the kaniko builder; unset: in-cluster, then $KUBECONFIG."
+    )
 
     def registry(self) -> RegistryClient:
         return RegistryClient(self.credentials(), tuple(self.insecure_registries))
@@ -65,4 +70,14 @@ class ImageBuilder(dg.ConfigurableResource):
     def builder(self, spec: ReleaseSpec) -> Builder:
         if spec.image.builder == "none":
             return NoneBuilder(self.registry(), self.resolve_digests)
-        return builder_for(spec, self.registry(), self.credentials())
+        return builder_for(
+            spec,
+            self.registry(),
+            self.credentials(),
+            lambda: KanikoBuilder(
+                ClusterClient.from_kubeconfig(self.kubeconfig),
+                self.registry(),
+                spec.namespace,
+                self.credentials(),
+            ),
+        )

@@ -17,6 +17,7 @@ import yaml
 
 from sandbox.cluster.api import ApiServer
 from sandbox.cluster.controllers import DeploymentController
+from sandbox.cluster.jobs import JobController
 from sandbox.cluster.kubelet import Kubelet, nfs_path
 from sandbox.cluster.objects import Obj, iso, labels, now, pod_is_ready
 from sandbox.cluster.proxy import ServiceProxy
@@ -90,6 +91,7 @@ class SandboxCluster:
         )
         self.api = ApiServer(self.store, self.kubelet.read_log)
         self.deployments = DeploymentController(self.store)
+        self.jobs = JobController(self.store)
         self.scheduler = Scheduler(self.store, self.record_event)
         self._proxies: dict[tuple[str, str, int], ServiceProxy] = {}
         self._service_ips = (f"127.{self.network}.1.{n}" for n in range(1, 255))
@@ -169,6 +171,7 @@ class SandboxCluster:
             for step in (
                 self._bind_claims,
                 self.deployments.reconcile,
+                self.jobs.reconcile,
                 self.scheduler.schedule,
                 self.kubelet.sync,
                 self._sync_services,

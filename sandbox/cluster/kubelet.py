@@ -110,6 +110,10 @@ class PodWorker(threading.Thread):
         self.last_probe = 0.0
         self.pull_attempts = 0
         self.last_state: Obj | None = None
+        self.completed = False  # a Never/OnFailure pod that finished for good
+        self.termination_log = (
+            kubelet.root / "pods" / f"{self.namespace}_{self.name}" / ("termination-log")
+        )
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -143,6 +147,8 @@ class PodWorker(threading.Thread):
 
     def _step(self, pod: Obj) -> None:
         container = self._container(pod)
+        if self.completed:
+            return
         if self.process is None:
             if time.monotonic() < self.backoff_until:
                 return
@@ -202,6 +208,10 @@ class PodWorker(threading.Thread):
 
     def _exited(self, pod: Obj, container: Obj, code: int) -> None:
         self.process = None
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if policy == "Never" or (policy == "OnFailure" and code == 0):
+            self._completed(pod, container, code)
+            return
         self.restarts += 1
         delay = min(BACKOFF_BASE_SECONDS * 2 ** (self.restarts - 1), BACKOFF_MAX_SECONDS)
         self.backoff_until = time.monotonic() + delay
@@ -227,6 +237,23 @@ class PodWorker(threading.Thread):
             }
         }
         self._set_status(pod, container, waiting, "Running")
+
+    def _completed(self, pod: Obj, container: Obj, code: int) -> None:
+        """A run-to-completion container ended: the pod Succeeded or Failed, for good."""
+        self.completed = True
+        self.ready = False
+        message = ""
+        if self.termination_log.exists():
+            message = self.termination_log.read_text(errors="replace")[-4096:]
+        terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "finishedAt": iso(now()),
+            "message": message,
+        }
+        self._set_status(
+            pod, container, {"terminated": terminated}, "Succeeded" if code == 0 else "Failed"
+        )
 
     def _image_pull_failed(self, pod: Obj, container: Obj) -> None:
         self.pull_attempts += 1
@@ -397,7 +424,9 @@ class PodWorker(threading.Thread):
 
     def _mounts(self, pod: Obj, container: Obj) -> list[tuple[str, Path]]:
         volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
-        mounts: list[tuple[str, Path]] = []
+        self.termination_log.parent.mkdir(parents=True, exist_ok=True)
+        message_path = container.get("terminationMessagePath", "/dev/termination-log")
+        mounts: list[tuple[str, Path]] = [(message_path, self.termination_log)]
         for mount in container.get("volumeMounts") or []:
             volume = volumes.get(mount["name"])
             if volume is None:
@@ -409,6 +438,24 @@ class PodWorker(threading.Thread):
                 local = local / mount["subPath"]
             mounts.append((mount["mountPath"], local))
         return sorted(mounts, key=lambda m: -len(m[0]))
+
+    def _projected(self, volume: Obj, resource: Any, name: str) -> Path | None:
+        """A ConfigMap or Secret written out as files, as the kubelet projects them."""
+        try:
+            obj = self.kubelet.store.get(resource, self.namespace, name)
+        except ApiError:
+            return None
+        folder = self.kubelet.root / "pods" / f"{self.namespace}_{self.name}" / volume["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        files = _decoded(obj)
+        kind = "configMap" if "configMap" in volume else "secret"
+        items = volume[kind].get("items")
+        for item in items or [{"key": key, "path": key} for key in files]:
+            if item["key"] in files:
+                target = folder / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(files[item["key"]])
+        return folder
 
     def _volume_path(self, volume: Obj) -> Path | None:
         store = self.kubelet.store
@@ -429,6 +476,12 @@ class PodWorker(threading.Thread):
                 return None
             nfs = volume_obj["spec"].get("nfs")
             return nfs_path(self.kubelet.root, nfs["server"], nfs["path"]) if nfs else None
+        for kind, resource, key in (
+            ("configMap", "configmaps", "name"),
+            ("secret", "secrets", "secretName"),
+        ):
+            if kind in volume:
+                return self._projected(volume, store.resource(resource), volume[kind][key])
         if "emptyDir" in volume:
             path = self.kubelet.root / "pods" / f"{self.namespace}_{self.name}" / volume["name"]
             path.mkdir(parents=True, exist_ok=True)
@@ -436,6 +489,16 @@ class PodWorker(threading.Thread):
         if "hostPath" in volume:
             return Path(volume["hostPath"]["path"])
         return None
+
+
+def _decoded(obj: Obj) -> dict[str, bytes]:
+    """The files a ConfigMap or Secret volume shows (Secret data is base64)."""
+    files = {k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()}
+    for key, value in (obj.get("data") or {}).items():
+        files[key] = base64.b64decode(value) if obj.get("kind") == "Secret" else value.encode()
+    for key, value in (obj.get("stringData") or {}).items():
+        files[key] = value.encode()
+    return files
 
 
 def nfs_path(root: Path, server: str, export: str) -> Path:

@@ -52,10 +52,13 @@ def rewrite_paths(token: str, mounts: list[tuple[str, Path]]) -> str:
         prefix, separator, value = token.partition("=")
     else:
         prefix, separator, value = "", "", token
+    scheme = "dir://" if value.startswith("dir://") else ""  # kaniko's --context=dir://…
+    value = value.removeprefix(scheme)
     for mount_path, local in mounts:
         if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
             value = str(local) + value[len(mount_path.rstrip("/")) :]
             break
+    value = scheme + value
     return f"{prefix}{separator}{value}" if separator else value
 
 
@@ -97,6 +100,9 @@ def launch_for(
             "--model-name",
             env.get("MODEL_NAME", "tiny-llama"),
         ]
+        return Launch(argv, {**base, **env, "PYTHONPATH": str(Path(__file__).parents[2])})
+    if runtime == "kaniko":
+        argv = [sys.executable, "-m", "sandbox.kaniko_stub", *tokens]
         return Launch(argv, {**base, **env, "PYTHONPATH": str(Path(__file__).parents[2])})
     if runtime == "process":
         if not tokens:
