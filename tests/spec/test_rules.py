@@ -187,3 +187,25 @@ def test_every_problem_is_reported_at_once(write_spec: WriteSpec) -> None:
     )
     fields = [problem.field for problem in problems_of(path)]
     assert fields == ["name", "resources.gpus", "rollout.progress_deadline_seconds"]
+
+
+@pytest.mark.parametrize(
+    ("image", "field", "expected"),
+    [
+        ({"base": "alpine"}, "image.base", "'official' or 'cuda'"),
+        ({"builder": "buildah"}, "image.builder", "'docker', 'kaniko' or 'none'"),
+    ],
+)
+def test_unknown_image_base_or_builder(
+    write_spec: WriteSpec, image: dict[str, Any], field: str, expected: str
+) -> None:
+    problem = only_problem(write_spec(image=image))
+    assert problem.field == field
+    assert expected in problem.message
+
+
+@pytest.mark.parametrize("version", ["0.11", "v0.11.0", "latest", "0.11.0-cuda"])
+def test_unknown_vllm_version_format(write_spec: WriteSpec, version: str) -> None:
+    problem = only_problem(write_spec(serving={"vllm_version": version}))
+    assert problem.field == "serving.vllm_version"
+    assert "expected e.g. '0.11.0'" in problem.message
