@@ -45,6 +45,19 @@ class BuiltImage:
         return f"{name}@{self.digest}"
 
 
+def already_built(
+    registry: RegistryClient, context: BuildContext, builder: str, log: Log
+) -> BuiltImage | None:
+    """The image, when the registry already has the context's tag: nothing to build."""
+    started = time.monotonic()
+    existing = registry.manifest_digest(context.reference)
+    if existing is None:
+        return None
+    log(f"{context.reference} already in the registry ({existing}); not rebuilding")
+    seconds = time.monotonic() - started
+    return BuiltImage(context.reference, existing, builder, context.content_hash, seconds, True)
+
+
 class Builder(Protocol):
     """Builds (or finds) the image for a rendered context."""
 
@@ -89,17 +102,9 @@ class DockerBuilder:
     def build(self, context: BuildContext, log: Log) -> BuiltImage:
         reference = context.reference
         started = time.monotonic()
-        existing = self.registry.manifest_digest(reference)
-        if existing:
-            log(f"{reference} already in the registry ({existing}); not rebuilding")
-            return BuiltImage(
-                reference,
-                existing,
-                self.name,
-                context.content_hash,
-                time.monotonic() - started,
-                True,
-            )
+        existing = already_built(self.registry, context, self.name, log)
+        if existing is not None:
+            return existing
         import docker  # the Docker SDK is only needed where a daemon builds
 
         try:

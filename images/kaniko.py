@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from images.builders import BuildFailed, BuiltImage, Log
+from images.builders import BuildFailed, BuiltImage, Log, already_built
 from images.context import BuildContext, ImageError
 from images.registry import Credentials, ImageReference, RegistryClient
 from k8s.cluster import ClusterClient, ClusterError
@@ -133,17 +133,9 @@ class KanikoBuilder:
     def build(self, context: BuildContext, log: Log) -> BuiltImage:
         reference = context.reference
         started = time.monotonic()
-        existing = self.registry.manifest_digest(reference)
-        if existing:
-            log(f"{reference} already in the registry ({existing}); not rebuilding")
-            return BuiltImage(
-                reference,
-                existing,
-                self.name,
-                context.content_hash,
-                time.monotonic() - started,
-                True,
-            )
+        existing = already_built(self.registry, context, self.name, log)
+        if existing is not None:
+            return existing
         insecure = ImageReference.parse(reference).registry in self.registry.insecure
         objects = build_objects(context, self.namespace, insecure, self.credentials)
         name = job_name(context)

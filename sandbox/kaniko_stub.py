@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import io
 import json
 import os
@@ -16,7 +15,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-import requests
+from sandbox.oci import push_image
 
 FAILING_STEP = re.compile(r"^RUN .*\bexit [1-9]", re.MULTILINE)
 
@@ -72,49 +71,9 @@ def _tar(folder: Path) -> bytes:
 def _push(destination: str, layer: bytes, insecure: bool) -> str:
     host, _, rest = destination.partition("/")
     repository, _, tag = rest.rpartition(":")
-    base = f"{'http' if insecure else 'https'}://{host}/v2/{repository}"
-    session = requests.Session()
-    session.auth = _auth(host)
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [_sha(layer)]},
-        }
-    ).encode()
-    descriptors = []
-    for data, media in (
-        (config, "application/vnd.oci.image.config.v1+json"),
-        (layer, "application/vnd.oci.image.layer.v1.tar"),
-    ):
-        started = session.post(f"{base}/blobs/uploads/", timeout=30)
-        started.raise_for_status()
-        location = started.headers["Location"]
-        if location.startswith("/"):
-            location = f"{base.split('/v2/')[0]}{location}"
-        join = "&" if "?" in location else "?"
-        session.put(
-            f"{location}{join}digest={_sha(data)}",
-            data=data,
-            timeout=30,
-            headers={"Content-Type": "application/octet-stream"},
-        ).raise_for_status()
-        descriptors.append({"mediaType": media, "digest": _sha(data), "size": len(data)})
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": descriptors[0],
-            "layers": [descriptors[1]],
-        }
-    ).encode()
-    session.put(
-        f"{base}/manifests/{tag}",
-        data=manifest,
-        timeout=30,
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
-    ).raise_for_status()
-    return _sha(manifest)
+    return push_image(
+        f"{'http' if insecure else 'https'}://{host}", repository, tag, layer, _auth(host)
+    )
 
 
 def _auth(host: str) -> tuple[str, str] | None:
@@ -126,10 +85,6 @@ def _auth(host: str) -> tuple[str, str] | None:
         return None
     username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
     return username, password
-
-
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 if __name__ == "__main__":

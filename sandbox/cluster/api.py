@@ -67,7 +67,11 @@ class ApiHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         parts = [part for part in url.path.split("/") if part]
-        faults = self.faults.take(method, url.path) if parts[:1] in (["api"], ["apis"]) else []
+        faults = (
+            self.faults.take(lambda fault: fault.matches(method, url.path))
+            if parts[:1] in (["api"], ["apis"])
+            else []
+        )
         try:
             body = self._body()
             for fault in faults:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Literal
+
+from sandbox.faultbook import FaultBook
 
 ApiFaultKind = Literal["status", "slow", "lose_response"]
 
@@ -34,29 +35,5 @@ class ApiFault:
         )
 
 
-class ApiFaultBook:
-    """Active API faults; each request takes the ones matching it."""
-
-    def __init__(self) -> None:
-        self._faults: list[ApiFault] = []
-        self._lock = threading.Lock()
-
-    def add(self, fault: ApiFault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def take(self, method: str, path: str) -> list[ApiFault]:
-        taken: list[ApiFault] = []
-        with self._lock:
-            for fault in list(self._faults):
-                if fault.matches(method, path):
-                    taken.append(fault)
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-        return taken
+class ApiFaultBook(FaultBook[ApiFault]):
+    """The API server's active faults."""

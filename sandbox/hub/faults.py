@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
-import threading
 from dataclasses import dataclass
 from typing import Literal
+
+from sandbox.faultbook import FaultBook as SandboxFaultBook
 
 FaultKind = Literal["corrupt", "cut", "truncate", "slow", "status"]
 Route = Literal["any", "api", "resolve"]
@@ -46,31 +47,5 @@ class Fault:
         return self.kind in ("status", "slow") or route == "resolve"
 
 
-class FaultBook:
-    """The active faults; each request takes the ones that match it, counting down `times`."""
-
-    def __init__(self) -> None:
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
-
-    def add(self, fault: Fault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def take(self, route: Route, repo: str | None, path: str | None) -> list[Fault]:
-        """The faults for one request, used up by it where `times` is set."""
-        taken: list[Fault] = []
-        with self._lock:
-            for fault in list(self._faults):
-                if not fault.matches(route, repo, path):
-                    continue
-                taken.append(fault)
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-        return taken
+class FaultBook(SandboxFaultBook[Fault]):
+    """The Hub's active faults."""

@@ -157,7 +157,7 @@ class HubHandler(BaseHTTPRequestHandler):
     # -- pieces ----------------------------------------------------------------------------
 
     def _apply_faults(self, route: Route, repo: str | None, path: str | None) -> list[Fault]:
-        faults = self.faults.take(route, repo, path)
+        faults = self.faults.take(lambda fault: fault.matches(route, repo, path))
         for fault in faults:
             if fault.kind == "slow":
                 time.sleep(fault.delay_seconds)
