@@ -50,4 +50,5 @@ pytest_plugins = [
     "tests.fixtures.sandbox_servers",
     "tests.fixtures.cluster",
     "tests.fixtures.registry",
+    "tests.fixtures.prometheus",
 ]

@@ -1,0 +1,86 @@
+"""PromQL for the gate: every measurement of both tracks over the window, batched into one
+query (each result labelled `gate_metric` and `gate_track`) so a tick costs one round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitoring.catalogue import metric_names
+from spec import ReleaseSpec
+
+TRACKS = ("canary", "stable")
+API_HANDLERS = "/v1/.*"  # requests to the model, not /health or /metrics
+
+
+@dataclass(frozen=True)
+class Query:
+    """One measurement of one track."""
+
+    metric: str
+    track: str
+    promql: str
+
+
+def selector(spec: ReleaseSpec, track: str, extra: str = "") -> str:
+    """Series of one model's track in its namespace (labels kept by the scrape config)."""
+    labels = f'namespace="{spec.namespace}",track="{track}"'
+    return "{" + labels + (f",{extra}" if extra else "") + "}"
+
+
+def gate_queries(spec: ReleaseSpec, window: str | None = None) -> list[Query]:
+    """Every measurement the gate needs, for canary and stable."""
+    names = metric_names(spec.serving.version_tuple)
+    window = window or spec.gate.window
+    queries: list[Query] = []
+    for track in TRACKS:
+        s = selector(spec, track)
+        http = selector(spec, track, f'handler=~"{API_HANDLERS}"')
+        http_ok = selector(spec, track, f'handler=~"{API_HANDLERS}",status="2xx"')
+
+        def p99(histogram: str, sel: str = s) -> str:
+            return (
+                f"histogram_quantile(0.99, sum by (le) (rate({histogram}_bucket{sel}[{window}])))"
+            )
+
+        def mean(histogram: str, sel: str = s) -> str:
+            # exact from _sum/_count: what canary-vs-stable is judged on, since a p99
+            # interpolated inside vLLM's coarse buckets cannot resolve a 30% shift
+            return (
+                f"sum(rate({histogram}_sum{sel}[{window}])) / "
+                f"sum(rate({histogram}_count{sel}[{window}]))"
+            )
+
+        queries += [
+            Query("requests", track, f"sum(increase({names.http_requests}{http}[{window}]))"),
+            Query("ttft_p99", track, p99(names.ttft)),
+            Query("itl_p99", track, p99(names.itl)),
+            Query("e2e_p99", track, p99(names.e2e)),
+            Query("ttft_mean", track, mean(names.ttft)),
+            Query("itl_mean", track, mean(names.itl)),
+            Query("queue_mean", track, mean(names.queue_time)),
+            Query(
+                "success_rate",
+                track,
+                f"sum(rate({names.http_requests}{http_ok}[{window}])) / "
+                f"sum(rate({names.http_requests}{http}[{window}]))",
+            ),
+            Query(
+                "kv_cache_usage", track, f"max(max_over_time({names.kv_cache_usage}{s}[{window}]))"
+            ),
+            Query("preemption_rate", track, f"sum(rate({names.preemptions}{s}[{window}]))"),
+            # freshness: seconds since the newest sample of the track, and whether targets are up
+            Query("sample_age", track, f"time() - max(timestamp({names.running}{s}))"),
+            Query("up", track, f"min(up{s})"),
+            Query("series", track, f"count({names.running}{s})"),
+        ]
+    return queries
+
+
+def batched(queries: list[Query]) -> str:
+    """All queries as one PromQL expression, each result tagged with what it measures."""
+    parts = [
+        f'label_replace(label_replace(({q.promql}), "gate_metric", "{q.metric}", "", ""), '
+        f'"gate_track", "{q.track}", "", "")'
+        for q in queries
+    ]
+    return " or ".join(parts)
