@@ -8,8 +8,9 @@ cd "$REPO_ROOT"
 ensure_python_env
 # Real vLLM (CPU) serves the tiny model in the sandbox's end-to-end tests.
 ensure_vllm_runtime
-# A real OCI registry (distribution 2.8) for the image tag checks.
-ensure_debian docker-registry
+# Real servers the tests talk to: an OCI registry (distribution 2.8) for image tag
+# checks; Prometheus (and promtool), Alertmanager (and amtool) for the gate and the rules.
+ensure_debian docker-registry prometheus prometheus-alertmanager
 
 say "ruff"
 ruff check .
