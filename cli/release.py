@@ -10,12 +10,14 @@ import click
 import yaml
 
 from cli.weights import load_or_exit, source_of
+from images.context import render_context
 from k8s import manifests
 from k8s.cluster import ClusterClient, ClusterError
 from k8s.history import ReleaseHistory
 from k8s.labels import deployment_name
 from k8s.release import Release, default_image
 from k8s.validation import schema_problems
+from monitoring.artifacts import write_monitoring
 from weights.errors import WeightsError
 from weights.fetch import published_commit
 
@@ -38,8 +40,9 @@ def render(
     weights_root: Path | None,
     image: str | None,
 ) -> None:
-    """Write every Kubernetes object of the spec's release into OUT/k8s/, schema-validated
-    for Kubernetes 1.29-1.33 (for GitOps: commit them, let Argo CD or Flux apply them)."""
+    """Write every artifact of the spec's release into OUT: k8s/ (schema-validated for
+    Kubernetes 1.29-1.33), monitoring/ (scrape job, rules, Alertmanager, Grafana, adapter,
+    KEDA, Alloy) and image/ (the build context). For GitOps: commit them."""
     spec = load_or_exit(spec_path)
     if weights_commit is None:
         if weights_root is None:
@@ -64,7 +67,12 @@ def render(
     for index, obj in enumerate(objects):
         name = f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
         (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
-    click.echo(f"{release.release_id}: wrote {len(objects)} objects to {folder}")
+    monitoring = write_monitoring(spec, out / "monitoring")
+    context = render_context(spec).write(out / "image")
+    click.echo(
+        f"{release.release_id}: wrote {len(objects)} objects to {folder}, "
+        f"{len(monitoring)} files to {out / 'monitoring'}, the image context to {context}"
+    )
 
 
 @click.command()

@@ -1,0 +1,75 @@
+"""Autoscaling inputs: prometheus-adapter rules that serve vLLM's per-pod gauges through the
+custom metrics API (named as the HPA asks: `vllm_num_requests_waiting`, …), and the KEDA
+ScaledObject alternative that queries Prometheus directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from k8s.labels import deployment_name
+from monitoring.catalogue import metric_names
+from spec import ReleaseSpec
+
+
+def adapter_rules(spec: ReleaseSpec) -> dict[str, Any]:
+    """prometheus-adapter `rules:` (its ConfigMap's config.yaml) for the spec's metrics.
+
+    Series must carry `namespace` and `pod` (our scrape relabelling keeps both) for the
+    adapter to attach them to pods.
+    """
+    names = metric_names(spec.serving.version_tuple)
+    rules = []
+    for source, exposed in (
+        (names.waiting, "vllm_num_requests_waiting"),
+        (names.running, "vllm_num_requests_running"),
+        (names.kv_cache_usage, "vllm_kv_cache_usage_perc"),
+    ):
+        rules.append(
+            {
+                "seriesQuery": f'{{__name__="{source}",namespace!="",pod!=""}}',
+                "resources": {
+                    "overrides": {
+                        "namespace": {"resource": "namespace"},
+                        "pod": {"resource": "pod"},
+                    }
+                },
+                "name": {"matches": f"^{source}$", "as": exposed},
+                "metricsQuery": "max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+            }
+        )
+    return {"rules": rules}
+
+
+def keda_scaled_object(spec: ReleaseSpec, prometheus_url: str) -> dict[str, Any] | None:
+    """A KEDA ScaledObject equivalent to the HPA (for clusters running KEDA, not the adapter)."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return None
+    names = metric_names(spec.serving.version_tuple)
+    source = {
+        "num_requests_waiting": names.waiting,
+        "num_requests_running": names.running,
+        "kv_cache_usage_perc": names.kv_cache_usage,
+    }[scaling.metric]
+    query = f'avg({source}{{namespace="{spec.namespace}",track="stable",model="{spec.name}"}})'
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": spec.name, "namespace": spec.namespace},
+        "spec": {
+            "scaleTargetRef": {"name": deployment_name(spec, "stable")},
+            "minReplicaCount": scaling.min,
+            "maxReplicaCount": scaling.max,
+            "cooldownPeriod": 600,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": prometheus_url,
+                        "query": query,
+                        "threshold": f"{scaling.target:g}",
+                    },
+                }
+            ],
+        },
+    }
