@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.gate import gate
 from cli.image import image
 from cli.release import render, status
 from cli.weights import weights
@@ -54,6 +55,7 @@ cli.add_command(weights)
 cli.add_command(render)
 cli.add_command(status)
 cli.add_command(image)
+cli.add_command(gate)
 
 
 def main() -> None:

@@ -31,11 +31,18 @@ class Measured:
 
 def measure(url: str, queries: list[Query], timeout: int = QUERY_TIMEOUT_SECONDS) -> Measured:
     """Run every query as one batched instant query."""
-    client = PrometheusConnect(url=url, disable_ssl=True, retry=NO_RETRIES, timeout=timeout)
+    # POST: the batched query is longer than some proxies allow in a URL
+    client = PrometheusConnect(
+        url=url, disable_ssl=True, retry=NO_RETRIES, timeout=timeout, method="POST"
+    )
     try:
         result = client.custom_query(batched(queries), params={"timeout": f"{timeout}s"})
+    except requests.Timeout as error:
+        raise PrometheusFailed(f"Prometheus at {url} did not answer in {timeout}s") from error
+    except requests.ConnectionError as error:
+        raise PrometheusFailed(f"cannot reach Prometheus at {url}") from error
     except (PrometheusApiClientException, requests.RequestException, ValueError) as error:
-        raise PrometheusFailed(f"Prometheus at {url} failed: {error}") from error
+        raise PrometheusFailed(f"Prometheus at {url} failed: {str(error)[:300]}") from error
     values: dict[tuple[str, str], list[float]] = {}
     for series in result:
         labels = series.get("metric", {})

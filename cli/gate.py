@@ -1,0 +1,50 @@
+"""`llm-rollout gate SPEC --prometheus URL`: the gate's verdict for the current window."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.weights import load_or_exit
+from monitoring.gate import Decision, GateState, judge
+from monitoring.prometheus import PrometheusFailed, measure
+from monitoring.queries import gate_queries
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--prometheus",
+    "url",
+    envvar="LLM_ROLLOUT_PROMETHEUS_URL",
+    required=True,
+    help="Prometheus base URL (env LLM_ROLLOUT_PROMETHEUS_URL).",
+)
+@click.option(
+    "--scrape-interval",
+    default=15.0,
+    show_default=True,
+    help="Seconds between scrapes of the vLLM pods (for staleness).",
+)
+@click.option("--show-queries", is_flag=True, help="Print the PromQL of every measurement.")
+def gate(spec_path: Path, url: str, scrape_interval: float, show_queries: bool) -> None:
+    """Measure canary vs stable over the spec's window and print the verdict as a table.
+
+    Exit status: 0 pass/promote, 1 fail/rollback, 2 inconclusive, 3 error/hold.
+    """
+    spec = load_or_exit(spec_path)
+    queries = gate_queries(spec)
+    try:
+        values = measure(url, queries).values
+        verdict = judge(spec, values, GateState(), scrape_interval, queries=queries)
+    except PrometheusFailed as failure:
+        verdict = judge(spec, None, GateState(), scrape_interval, str(failure), queries)
+    click.echo(f"{spec.name}: canary vs stable over {spec.gate.window}")
+    click.echo(verdict.table())
+    if show_queries:
+        for query in queries:
+            click.echo(f"{query.metric}/{query.track}: {query.promql}")
+    codes = {"Pass": 0, "Fail": 1, "Inconclusive": 2, "Error": 3}
+    sys.exit(0 if verdict.decision is Decision.PROMOTE else codes[verdict.window.value])

@@ -1,0 +1,137 @@
+"""The metric catalogue and the gate against real vLLM (CPU, tiny model) under load, so
+names and shapes come from vLLM itself, scraped by a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitoring.catalogue import metric_names
+from monitoring.gate import GateState, Outcome, judge
+from monitoring.prometheus import measure
+from monitoring.queries import gate_queries
+from sandbox.vllm_process import VllmProcess
+from spec import ReleaseSpec, load_spec
+from tests.conftest import MODELS_DIR
+from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
+
+WINDOW_SECONDS = 20
+
+
+def complete(url: str, tokens: int = 8) -> None:
+    request = urllib.request.Request(
+        f"{url}/v1/completions",
+        data=json.dumps(
+            {"model": "tiny-llama", "prompt": "the canary", "max_tokens": tokens}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=60).read()
+
+
+def test_every_catalogued_name_is_exported_by_vllm_032(real_vllm: VllmProcess) -> None:
+    complete(real_vllm.url)
+    with urllib.request.urlopen(f"{real_vllm.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    names = metric_names((0, 32, 0))
+    for field, name in vars(names).items():
+        exported = {name, f"{name}_bucket"} & samples
+        assert exported, f"{field}: {name} is not in vLLM 0.32's /metrics"
+    old = metric_names((0, 10, 0))
+    assert old.kv_cache_usage == "vllm:gpu_cache_usage_perc" not in samples
+    assert old.itl == "vllm:time_per_output_token_seconds"
+
+
+@pytest.fixture(scope="module")
+def canary_vllm(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmProcess]:
+    log = (tmp_path_factory.mktemp("canary-vllm") / "vllm.log").open("wb")
+    with VllmProcess(tiny_model_dir, log=log) as server:
+        server.wait_healthy()
+        yield server
+
+
+@pytest.fixture
+def spec() -> ReleaseSpec:
+    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    gate = demo.gate.model_copy(
+        update={
+            "interval_seconds": 5,
+            "window": f"{WINDOW_SECONDS}s",
+            "min_requests": 10,
+            # two CPU servers sharing two cores differ by more than 20% from noise alone; the
+            # relative rules are exercised precisely with the emulator
+            "max_relative_regression": 2.0,
+        }
+    )
+    return demo.model_copy(update={"gate": gate})
+
+
+def test_the_gate_passes_two_real_vllm_servers_under_load(
+    real_vllm: VllmProcess,
+    canary_vllm: VllmProcess,
+    prometheus: LocalPrometheus,
+    spec: ReleaseSpec,
+) -> None:
+    for _ in range(5):  # warm up: first batches of a fresh server compile and allocate
+        complete(real_vllm.url)
+        complete(canary_vllm.url)
+    prometheus.add_pod(spec.namespace, "demo-tiny-abc", "stable", real_vllm.url)
+    prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", "canary", canary_vllm.url)
+    stop = threading.Event()
+
+    def load(url: str) -> None:  # a steady load generator: ~2 requests/s per server
+        while not stop.is_set():
+            complete(url)
+            stop.wait(0.5)
+
+    workers = [
+        threading.Thread(target=load, args=(u,), daemon=True)
+        for u in (real_vllm.url, canary_vllm.url)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        prometheus.wait_for_samples(WINDOW_SECONDS + 2)
+        queries = gate_queries(spec)
+        verdict = judge(
+            spec,
+            measure(prometheus.url, queries).values,
+            GateState(),
+            SCRAPE_INTERVAL_SECONDS,
+            queries=queries,
+        )
+        assert verdict.window is Outcome.PASS, verdict.table()
+        values = {m.name: m for m in verdict.measurements}
+        assert values["ttft_p99"].canary and values["ttft_p99"].stable  # real histograms
+        assert values["itl_mean"].canary and values["success_rate"].canary == 1.0
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "llm-rollout"),
+                "gate",
+                str(MODELS_DIR / "demo-tiny.yaml"),
+                "--prometheus",
+                prometheus.url,
+                "--scrape-interval",
+                str(SCRAPE_INTERVAL_SECONDS),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert "ttft_p99" in result.stdout and "→" in result.stdout, result.stderr
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=70)
