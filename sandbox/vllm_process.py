@@ -62,6 +62,7 @@ class VllmProcess:
         extra_args: list[str] | None = None,
         log: IO[bytes] | None = None,
         port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -74,13 +75,14 @@ class VllmProcess:
             *(extra_args or []),
         ]  # fmt: skip
         self._log = log
+        self._env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
         """Start the server (returns at once; see `wait_healthy`)."""
         self.process = subprocess.Popen(
             api_server_command(vllm_python(), self.args),
-            env={**os.environ, **CPU_ENV},
+            env={**os.environ, **CPU_ENV, **self._env},
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its engine subprocesses are stopped with it

@@ -52,13 +52,26 @@ def test_every_catalogued_name_is_exported_by_vllm_032(real_vllm: VllmProcess) -
 
 
 @pytest.fixture(scope="module")
-def canary_vllm(
+def vllm_pair(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[VllmProcess]:
-    log = (tmp_path_factory.mktemp("canary-vllm") / "vllm.log").open("wb")
-    with VllmProcess(tiny_model_dir, log=log) as server:
-        server.wait_healthy()
-        yield server
+) -> Iterator[tuple[VllmProcess, VllmProcess]]:
+    """A stable and a canary server, each pinned to its own core: two CPU vLLM servers
+    whose compute threads share cores spin against each other and differ 100-fold, which
+    is a fact about this machine, not about the release."""
+    folder = tmp_path_factory.mktemp("vllm-pair")
+    with (
+        (folder / "stable.log").open("wb") as stable_log,
+        (folder / "canary.log").open("wb") as canary_log,
+        VllmProcess(
+            tiny_model_dir, log=stable_log, env={"VLLM_CPU_OMP_THREADS_BIND": "0"}
+        ) as stable,
+        VllmProcess(
+            tiny_model_dir, log=canary_log, env={"VLLM_CPU_OMP_THREADS_BIND": "1"}
+        ) as canary,
+    ):
+        stable.wait_healthy()
+        canary.wait_healthy()
+        yield stable, canary
 
 
 @pytest.fixture
@@ -78,11 +91,9 @@ def spec() -> ReleaseSpec:
 
 
 def test_the_gate_passes_two_real_vllm_servers_under_load(
-    real_vllm: VllmProcess,
-    canary_vllm: VllmProcess,
-    prometheus: LocalPrometheus,
-    spec: ReleaseSpec,
+    vllm_pair: tuple[VllmProcess, VllmProcess], prometheus: LocalPrometheus, spec: ReleaseSpec
 ) -> None:
+    real_vllm, canary_vllm = vllm_pair
     for _ in range(5):  # warm up: first batches of a fresh server compile and allocate
         complete(real_vllm.url)
         complete(canary_vllm.url)
