@@ -5,12 +5,22 @@ No `from __future__ import annotations`: Dagster reads the context annotation at
 """
 
 import dagster as dg
+from pydantic import Field
 
 from assets.naming import asset_key, group_name
 from images.builders import BuildFailed
 from images.context import ImageError, render_context
 from pipelines.resources import ImageBuilder
 from spec import ReleaseSpec
+
+
+class ImageConfig(dg.Config):
+    """Launchpad options of the image step."""
+
+    reference: str | None = Field(
+        None,
+        description="Run this prebuilt image instead of building one (its digest is looked up).",
+    )
 
 
 def build_image_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
@@ -30,11 +40,20 @@ def build_image_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         tags={"llm-rollout/model": spec.name},  # idempotent (the tag check skips a rebuild)
     )
     def image(
-        context: dg.AssetExecutionContext, image_builder: ImageBuilder
+        context: dg.AssetExecutionContext, config: ImageConfig, image_builder: ImageBuilder
     ) -> dg.MaterializeResult:
-        rendered = render_context(spec)
+        chosen = spec
+        if config.reference:  # the user's prebuilt image: nothing to build, only to pin
+            chosen = spec.model_copy(
+                update={
+                    "image": spec.image.model_copy(
+                        update={"builder": "none", "reference": config.reference}
+                    )
+                }
+            )
+        rendered = render_context(chosen)
         try:
-            built = image_builder.builder(spec).build(rendered, context.log.info)
+            built = image_builder.builder(chosen).build(rendered, context.log.info)
         except BuildFailed as error:  # the log tail is in the message; no tag is recorded
             raise dg.Failure(description=str(error)) from error
         except ImageError as error:
@@ -45,7 +64,7 @@ def build_image_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
                 "digest": built.digest or "unknown (registry not asked)",
                 "pinned": built.pinned,
                 "context_hash": rendered.content_hash,
-                "base": spec.image.base,
+                "base": chosen.image.base,
                 "vllm_version": spec.serving.vllm_version,
                 "builder": built.builder,
                 "build_seconds": round(built.seconds, 1),

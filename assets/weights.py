@@ -8,6 +8,7 @@ annotation at definition time and needs the real class, not a string.
 import time
 
 import dagster as dg
+from pydantic import Field
 
 from assets.naming import asset_key, group_name
 from pipelines.resources import WeightsStore
@@ -49,10 +50,18 @@ class LoggedProgress:
         pass
 
 
-def source_of(spec: ReleaseSpec) -> WeightsSource:
-    """The weights source a spec names."""
+class WeightsConfig(dg.Config):
+    """Launchpad options of the weights step."""
+
+    revision: str | None = Field(
+        None, description="Branch, tag or 40-hex commit to fetch instead of the spec's revision."
+    )
+
+
+def source_of(spec: ReleaseSpec, revision: str | None = None) -> WeightsSource:
+    """The weights source a spec names (at `revision` when one is given)."""
     patterns = tuple(spec.source.allow_patterns) if spec.source.allow_patterns else None
-    return WeightsSource(spec.source.repo, spec.source.revision, patterns)
+    return WeightsSource(spec.source.repo, revision or spec.source.revision, patterns)
 
 
 def build_weights_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
@@ -71,11 +80,11 @@ def build_weights_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         tags={"llm-rollout/model": spec.name},
     )
     def weights(
-        context: dg.AssetExecutionContext, weights_store: WeightsStore
+        context: dg.AssetExecutionContext, config: WeightsConfig, weights_store: WeightsStore
     ) -> dg.MaterializeResult:
         try:
             result = fetch_weights(
-                source_of(spec),
+                source_of(spec, config.revision),
                 weights_store.root_path,
                 weights_store.hub(),
                 progress=LoggedProgress(context.log),
@@ -88,7 +97,7 @@ def build_weights_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "repo": spec.source.repo,
-                "revision": spec.source.revision,
+                "revision": config.revision or spec.source.revision,
                 "commit": result.commit,
                 "files": len(result.manifest.files),
                 "bytes": dg.MetadataValue.int(result.manifest.total_bytes),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +111,9 @@ class ClusterClient:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> ClusterClient:
-        """From a kubeconfig file (default: $KUBECONFIG or ~/.kube/config), or in-cluster."""
+        """From a kubeconfig file ($KUBECONFIG when none is given), else in-cluster
+        credentials, else ~/.kube/config (read now, not when the client was imported)."""
+        path = path or os.environ.get("KUBECONFIG") or None
         if path is None:
             try:
                 config.load_incluster_config()

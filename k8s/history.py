@@ -31,6 +31,7 @@ class ReleaseRecord:
     image: str
     recorded_at: str
     manifests: list[dict[str, Any]]
+    recorded_by: str = ""  # who applied it (a Dagster run id): "did this run touch the cluster?"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class History:
 
     def previous_stable(self) -> ReleaseRecord | None:
         return self.find(self.stable) if self.stable else None
+
+    def recorded_by(self, actor: str) -> list[ReleaseRecord]:
+        """The releases `actor` recorded (before applying anything of them)."""
+        return [r for r in self.releases if actor and r.recorded_by == actor]
 
 
 def config_map_name(spec: ReleaseSpec) -> str:
@@ -123,7 +128,11 @@ class ReleaseHistory:
 
 
 def new_record(
-    release_id: str, weights_commit: str, image: str, manifests: list[dict[str, Any]]
+    release_id: str,
+    weights_commit: str,
+    image: str,
+    manifests: list[dict[str, Any]],
+    recorded_by: str = "",
 ) -> ReleaseRecord:
     return ReleaseRecord(
         release_id,
@@ -131,6 +140,7 @@ def new_record(
         image,
         datetime.now(UTC).isoformat(timespec="seconds"),
         manifests,
+        recorded_by,
     )
 
 

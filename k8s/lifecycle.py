@@ -33,6 +33,7 @@ class Lifecycle:
 
     cluster: ClusterClient
     spec: ReleaseSpec
+    actor: str = ""  # recorded with each release it applies (e.g. the Dagster run id)
 
     @property
     def history(self) -> ReleaseHistory:
@@ -150,7 +151,9 @@ class Lifecycle:
             *manifests.release_objects(release, "stable"),
         ]
         validate_objects(objects)
-        record = new_record(release.release_id, release.weights_commit, release.image, objects)
+        record = new_record(
+            release.release_id, release.weights_commit, release.image, objects, self.actor
+        )
         self.history.record(record)
         return record
 

@@ -27,15 +27,23 @@ def selector(spec: ReleaseSpec, track: str, extra: str = "") -> str:
     return "{" + labels + (f",{extra}" if extra else "") + "}"
 
 
-def gate_queries(spec: ReleaseSpec, window: str | None = None) -> list[Query]:
-    """Every measurement the gate needs, for canary and stable."""
+def gate_queries(
+    spec: ReleaseSpec, window: str | None = None, canary_release: str | None = None
+) -> list[Query]:
+    """Every measurement the gate needs, for canary and stable. With `canary_release`, only
+    that release's canary pods count (an earlier canary's samples may still be in the window)."""
     names = metric_names(spec.serving.version_tuple)
     window = window or spec.gate.window
     queries: list[Query] = []
     for track in TRACKS:
-        s = selector(spec, track)
-        http = selector(spec, track, f'handler=~"{API_HANDLERS}"')
-        http_ok = selector(spec, track, f'handler=~"{API_HANDLERS}",status="2xx"')
+        release = f'release="{canary_release}"' if canary_release and track == "canary" else ""
+
+        def sel(extra: str = "", release: str = release, track: str = track) -> str:
+            return selector(spec, track, ",".join(part for part in (release, extra) if part))
+
+        s = sel()
+        http = sel(f'handler=~"{API_HANDLERS}"')
+        http_ok = sel(f'handler=~"{API_HANDLERS}",status="2xx"')
 
         def p99(histogram: str, sel: str = s) -> str:
             return (

@@ -1,29 +1,62 @@
-"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here."""
+"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here.
+
+Per model in `models/`: the assets weights → image → release → live (group = model), the
+rollout/promote/rollback/refresh_weights jobs, the gate sensor and, with `refresh.cron`, the
+refresh schedule. One run-failure sensor rolls back failed rollouts of every model.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from assets.image import build_image_asset
+from assets.release import build_gate_check, build_live_asset, build_release_asset
 from assets.weights import build_weights_asset, build_weights_check
-from pipelines.resources import ImageBuilder, WeightsStore
+from pipelines.jobs import model_jobs
+from pipelines.resources import ImageBuilder, KubernetesCluster, PrometheusServer, WeightsStore
+from pipelines.schedules import build_refresh_schedule
+from pipelines.sensors import build_failure_sensor, build_gate_sensor
 from pipelines.specs import load_release_specs
 
 # Loaded at import so a broken spec shows as a code-location error in the UI,
 # naming the file and field, instead of failing later inside a run.
 RELEASE_SPECS = load_release_specs()
+JOBS = {spec.name: model_jobs(spec) for spec in RELEASE_SPECS}
 
 defs = dg.Definitions(
     assets=[
-        *[build_weights_asset(spec) for spec in RELEASE_SPECS],
-        *[build_image_asset(spec) for spec in RELEASE_SPECS],
+        asset
+        for spec in RELEASE_SPECS
+        for asset in (
+            build_weights_asset(spec),
+            build_image_asset(spec),
+            build_release_asset(spec),
+            build_live_asset(spec),
+        )
     ],
-    asset_checks=[build_weights_check(spec) for spec in RELEASE_SPECS],
+    asset_checks=[
+        check
+        for spec in RELEASE_SPECS
+        for check in (build_weights_check(spec), build_gate_check(spec))
+    ],
+    jobs=[job for jobs in JOBS.values() for job in jobs.all()],
+    sensors=[
+        *[build_gate_sensor(spec, JOBS[spec.name]) for spec in RELEASE_SPECS],
+        build_failure_sensor(RELEASE_SPECS, JOBS),
+    ],
+    schedules=[
+        build_refresh_schedule(spec, JOBS[spec.name]) for spec in RELEASE_SPECS if spec.refresh.cron
+    ],
     resources={
-        # Resolved when a run starts, not at load: set it where runs execute.
+        # Every setting is read from the environment when a run or tick needs it, never at
+        # load, so definitions load without touching the network.
+        # The Hub (or mirror) from HF_ENDPOINT, its token from HF_TOKEN.
         "weights_store": WeightsStore(root=dg.EnvVar("LLM_ROLLOUT_WEIGHTS_ROOT")),
         # Registry login from LLM_ROLLOUT_REGISTRY_USERNAME/PASSWORD, read when a run builds
         # (so the password is never part of the resource config the UI shows).
         "image_builder": ImageBuilder(),
+        # $KUBECONFIG when set, else in-cluster credentials, else ~/.kube/config.
+        "kubernetes": KubernetesCluster(),
+        "prometheus": PrometheusServer(url=dg.EnvVar("LLM_ROLLOUT_PROMETHEUS_URL")),
     },
 )

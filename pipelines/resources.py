@@ -14,6 +14,7 @@ from images.kaniko import KanikoBuilder
 from images.registry import Credentials, RegistryClient
 from images.select import builder_for
 from k8s.cluster import ClusterClient
+from rollout.controller import Metrics
 from spec import ReleaseSpec
 from weights.hub import HubClient
 
@@ -50,8 +51,12 @@ class ImageBuilder(dg.ConfigurableResource):
     insecure_registries: list[str] = Field(
         default_factory=list, description="Registry hosts spoken to over plain HTTP."
     )
-    resolve_digests: bool = Field(
-        True, description="Ask the registry for a prebuilt image's digest (off air-gapped)."
+    resolve_digests: bool | None = Field(
+        None,
+        description=(
+            "Ask the registry for a prebuilt image's digest (off air-gapped); unset: on, "
+            "unless $LLM_ROLLOUT_RESOLVE_DIGESTS is 'false'."
+        ),
     )
     kubeconfig: str | None = Field(
         None, description="For the kaniko builder; unset: in-cluster, then $KUBECONFIG."
@@ -69,7 +74,10 @@ class ImageBuilder(dg.ConfigurableResource):
 
     def builder(self, spec: ReleaseSpec) -> Builder:
         if spec.image.builder == "none":
-            return NoneBuilder(self.registry(), self.resolve_digests)
+            resolve = self.resolve_digests
+            if resolve is None:
+                resolve = os.environ.get("LLM_ROLLOUT_RESOLVE_DIGESTS", "true").lower() != "false"
+            return NoneBuilder(self.registry(), resolve)
         return builder_for(
             spec,
             self.registry(),
@@ -81,3 +89,37 @@ class ImageBuilder(dg.ConfigurableResource):
                 self.credentials(),
             ),
         )
+
+
+DEFAULT_SCRAPE_INTERVAL_SECONDS = 15.0  # Prometheus' own default
+
+
+class KubernetesCluster(dg.ConfigurableResource):
+    """The cluster models are served on."""
+
+    kubeconfig: str | None = Field(
+        None, description="Kubeconfig file; unset: in-cluster credentials, then $KUBECONFIG."
+    )
+    context: str | None = Field(None, description="Kubeconfig context; unset: the current one.")
+
+    def client(self) -> ClusterClient:
+        return ClusterClient.from_kubeconfig(self.kubeconfig, self.context)
+
+
+class PrometheusServer(dg.ConfigurableResource):
+    """The Prometheus that scrapes the vLLM pods (what the gate reads)."""
+
+    url: str = Field(description="Base URL, e.g. http://prometheus.monitoring:9090.")
+    scrape_interval_seconds: float | None = Field(
+        None,
+        description=(
+            "How often it scrapes the vLLM pods (a track is stale after two); unset: "
+            f"$LLM_ROLLOUT_SCRAPE_INTERVAL_SECONDS, else {DEFAULT_SCRAPE_INTERVAL_SECONDS:.0f}."
+        ),
+    )
+
+    def metrics(self) -> Metrics:
+        interval = self.scrape_interval_seconds or float(
+            os.environ.get("LLM_ROLLOUT_SCRAPE_INTERVAL_SECONDS", DEFAULT_SCRAPE_INTERVAL_SECONDS)
+        )
+        return Metrics(self.url, interval)

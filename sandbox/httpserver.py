@@ -8,8 +8,9 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
+
+from sandbox.running import Running
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class QuietThreadingServer(ThreadingHTTPServer):
         log.exception("sandbox server error answering %s", client_address)
 
 
-class BackgroundServer:
+class BackgroundServer(Running):
     """Serve `handler` on `host:port` (0 picks a free port) from a daemon thread."""
 
     def __init__(
@@ -77,14 +78,3 @@ class BackgroundServer:
         self.httpd.server_close()
         self.httpd.close_connections()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

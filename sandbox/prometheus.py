@@ -32,6 +32,7 @@ class LocalPrometheus:
     url: str
     targets_file: Path
     process: subprocess.Popen[bytes]
+    argv: list[str] = field(default_factory=list)
     targets: list[dict[str, object]] = field(default_factory=list)
 
     def add_pod(
@@ -67,6 +68,12 @@ class LocalPrometheus:
         self.targets.clear()
         self._write()
 
+    def set_targets(self, groups: list[dict[str, object]]) -> None:
+        """Replace every target (the pod discovery's feed)."""
+        if groups != self.targets:
+            self.targets[:] = groups
+            self._write()
+
     def _write(self) -> None:
         temporary = self.targets_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(self.targets))
@@ -91,6 +98,12 @@ class LocalPrometheus:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start again after `stop()`, on the same port and with the same data."""
+        self.stop()
+        self.process = _spawn(self.argv, self.targets_file.parent)
+        _wait_ready(self.url, self.process, self.targets_file.parent)
 
 
 def start_prometheus(folder: Path) -> LocalPrometheus:
@@ -118,27 +131,34 @@ def start_prometheus(folder: Path) -> LocalPrometheus:
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    process = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(folder / "prometheus.log").open("wb"),
-    )
+    argv = [
+        "prometheus",
+        f"--config.file={folder / 'prometheus.yml'}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=1h",
+        "--log.level=warn",
+    ]
+    process = _spawn(argv, folder)
     url = f"http://127.0.0.1:{port}"
+    _wait_ready(url, process, folder)
+    return LocalPrometheus(url, targets, process, argv)
+
+
+def _spawn(argv: list[str], folder: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=(folder / "prometheus.log").open("ab")
+    )
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], folder: Path) -> None:
     deadline = time.monotonic() + 30
     while True:
         try:
             if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
+                return
         except requests.RequestException:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError((folder / "prometheus.log").read_text())
         time.sleep(0.2)
-    return LocalPrometheus(url, targets, process)

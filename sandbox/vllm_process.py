@@ -9,10 +9,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 from sandbox.ports import free_port
+from sandbox.running import Running
 
 VLLM_VERSION = "0.32.0"
 DEFAULT_VLLM_VENV = Path.home() / ".cache" / "llm-rollout" / f"vllm-{VLLM_VERSION}"
@@ -50,7 +50,7 @@ def api_server_command(python: Path, args: list[str]) -> list[str]:
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", *args]
 
 
-class VllmProcess:
+class VllmProcess(Running):
     """One vLLM OpenAI-compatible server serving `model_dir` on 127.0.0.1."""
 
     def __init__(
@@ -117,14 +117,3 @@ class VllmProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

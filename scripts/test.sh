@@ -17,6 +17,6 @@ say "ruff"
 ruff check .
 ruff format --check .
 say "mypy (domain packages)"
-mypy spec weights images k8s monitoring
+mypy spec weights images k8s monitoring rollout
 say "pytest"
 pytest "$@"

@@ -10,7 +10,6 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import yaml
@@ -25,6 +24,7 @@ from sandbox.cluster.runtimes import ImageRegistry
 from sandbox.cluster.scheduler import Scheduler
 from sandbox.cluster.selectors import selector_from_match_labels
 from sandbox.cluster.store import ApiError, ObjectStore
+from sandbox.running import Running
 
 log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 0.2  # how often controllers run; fast, so tests poll briefly
@@ -71,7 +71,7 @@ DEFAULT_NODES = (
 )
 
 
-class SandboxCluster:
+class SandboxCluster(Running):
     """A local Kubernetes: start it, point a kubeconfig at it, stop it (no orphans)."""
 
     def __init__(
@@ -127,17 +127,6 @@ class SandboxCluster:
         for proxy in self._proxies.values():
             proxy.stop()
         self.api.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def record_event(self, obj: Obj, kind: str, reason: str, message: str, source: str) -> None:
         """Add an Event about `obj`, as `kubectl describe` shows them."""

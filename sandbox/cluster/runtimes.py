@@ -5,6 +5,7 @@ mounts into a command line on this machine."""
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -13,11 +14,15 @@ from typing import Any
 
 import yaml
 
+from sandbox.vllm_metrics.behaviour import SCENARIOS
 from sandbox.vllm_process import CPU_ENV, api_server_command, vllm_python
 
 DEFAULT_REGISTRY = Path(__file__).with_name("images.yaml")
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_DEFAULT_PORT = 8000
+# Each real vLLM pod gets its own core, as each real one gets its own GPU: two CPU servers
+# whose OpenMP threads share cores slow each other down a hundredfold.
+_next_core = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,14 @@ def launch_for(
         "PYTHONUNBUFFERED": "1",
     }
     if runtime == "vllm":
-        return Launch(_vllm_argv(tokens, pod_ip), {**base, **env, **CPU_ENV})
+        core = str(next(_next_core) % (os.cpu_count() or 1))
+        pinned = {"VLLM_CPU_OMP_THREADS_BIND": core}
+        return Launch(_vllm_argv(tokens, pod_ip), {**base, **pinned, **env, **CPU_ENV})
     if runtime == "metrics-emulator":
         port = _first_port(container) or VLLM_DEFAULT_PORT
+        # `…/vllm-metrics-emulator:slow_decoding` is a release that behaves that way
+        tag = str(container.get("image", "")).rpartition(":")[2]
+        scenario = env.get("SCENARIO") or (tag if tag in SCENARIOS else "healthy")
         argv = [
             sys.executable,
             "-m",
@@ -94,7 +104,7 @@ def launch_for(
             "--port",
             str(port),
             "--scenario",
-            env.get("SCENARIO", "healthy"),
+            scenario,
             "--latency-scale",
             env.get("LATENCY_SCALE", "1.0"),
             "--model-name",

@@ -1,0 +1,81 @@
+"""A model's jobs: rollout, promote, rollback and refresh_weights. Jobs that change the
+model's Deployments carry the deploy tag; the run queue (dagster.yaml) runs one per model at
+a time, and the deploy lock in the cluster holds the line across restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from assets.naming import asset_key, group_name
+from assets.release import MODEL_TAG, build_rollback_op, deploy_tags
+from spec import ReleaseSpec
+
+
+@dataclass(frozen=True)
+class ModelJobs:
+    """The jobs of one model."""
+
+    rollout: dg.UnresolvedAssetJobDefinition
+    promote: dg.UnresolvedAssetJobDefinition
+    rollback: dg.JobDefinition
+    refresh_weights: dg.UnresolvedAssetJobDefinition
+
+    def all(self) -> list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
+        return [self.rollout, self.promote, self.rollback, self.refresh_weights]
+
+
+def job_name(spec: ReleaseSpec, job: str) -> str:
+    """'demo-tiny', 'rollout' → 'demo_tiny_rollout'."""
+    return f"{group_name(spec)}_{job}"
+
+
+def weights_with_check(spec: ReleaseSpec) -> dg.AssetSelection:
+    weights = asset_key(spec, "weights")
+    return dg.AssetSelection.assets(weights).without_checks() | dg.AssetSelection.checks(
+        dg.AssetCheckKey(weights, "manifest_verifies")
+    )
+
+
+def model_jobs(spec: ReleaseSpec) -> ModelJobs:
+    """Build the four jobs of a model."""
+    rollout = dg.define_asset_job(
+        job_name(spec, "rollout"),
+        selection=weights_with_check(spec)
+        | dg.AssetSelection.assets(
+            asset_key(spec, "image"), asset_key(spec, "release")
+        ).without_checks(),
+        description=(
+            f"Fetch and verify `{spec.source.repo}`, build the image, and apply the release "
+            f"({spec.rollout.strategy}). Launchpad: `ops.{group_name(spec)}__weights.config."
+            f"revision` pins another revision; `ops.{group_name(spec)}__image.config.reference` "
+            "runs a prebuilt image."
+        ),
+        tags=deploy_tags(spec),
+    )
+    promote = dg.define_asset_job(
+        job_name(spec, "promote"),
+        selection=dg.AssetSelection.assets(asset_key(spec, "live")),
+        description="Promote the canary to stable (launched by the gate sensor, or by hand).",
+        tags=deploy_tags(spec),
+    )
+
+    @dg.job(
+        name=job_name(spec, "rollback"),
+        description=(
+            "Drop the canary and restore the last stable release, or the release id given "
+            f"in `ops.{group_name(spec)}__rollback.config.release_id`."
+        ),
+        tags=deploy_tags(spec),
+    )
+    def rollback() -> None:
+        build_rollback_op(spec)()
+
+    refresh = dg.define_asset_job(
+        job_name(spec, "refresh_weights"),
+        selection=weights_with_check(spec),
+        description="Fetch and verify the newest upstream revision; change nothing served.",
+        tags={MODEL_TAG: spec.name},
+    )
+    return ModelJobs(rollout, promote, rollback, refresh)

@@ -1,0 +1,203 @@
+"""The end-to-end harness: a sandbox world (cluster, Hub, Prometheus discovering pods), a
+DAGSTER_HOME with the shipped dagster.yaml, the real Dagster daemon evaluating sensor ticks
+and running the queue, and runs launched with `dagster job launch` — as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+from kubernetes import client
+
+from k8s.cluster import ClusterClient
+from k8s.history import History, ReleaseHistory
+from rollout.gate_store import GateRecord, GateStore
+from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess, dagster_bin
+from sandbox.world import SandboxWorld
+from spec import ReleaseSpec, load_spec
+from tests.conftest import MODELS_DIR, REPO_ROOT, merged
+
+EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
+RUN_TIMEOUT = 240.0
+
+
+def emulated_spec(name: str, **changes: Any) -> dict[str, Any]:
+    """The demo spec as a model of emulated vLLM pods with a fast gate, in its own namespace."""
+    base = yaml.safe_load((MODELS_DIR / "demo-tiny.yaml").read_text())
+    fast = {
+        "name": name,
+        "namespace": name,
+        "replicas": 1,
+        "image": {"builder": "none", "reference": f"{EMULATOR}:healthy"},
+        "rollout": {"progress_deadline_seconds": 60, "startup_budget_seconds": 30},
+        "gate": {
+            "interval_seconds": 5,
+            "window": "10s",
+            "min_requests": 10,
+            "required_passes": 2,
+            "failure_limit": 2,
+            "consecutive_error_limit": 2,
+        },
+    }
+    return merged(merged(base, fast), changes)
+
+
+@dataclass
+class Orchestra:
+    """Everything an end-to-end scenario drives and observes."""
+
+    world: SandboxWorld
+    home: DagsterHome
+    daemon: DagsterProcess
+    models_dir: Path
+    log_dir: Path
+
+    # -- models and cluster state ------------------------------------------------------
+
+    def spec(self, name: str) -> ReleaseSpec:
+        return load_spec(self.models_dir / f"{name}.yaml")
+
+    @property
+    def cluster(self) -> ClusterClient:
+        assert self.world.api is not None
+        return ClusterClient(self.world.api)
+
+    def history(self, name: str) -> History:
+        return ReleaseHistory(self.cluster, self.spec(name)).read()
+
+    def gate_record(self, name: str) -> GateRecord | None:
+        canary = self.history(name).canary
+        return GateStore(self.cluster, self.spec(name)).read(canary) if canary else None
+
+    def deployment(self, name: str, track: str = "stable") -> Any:
+        spec = self.spec(name)
+        full = spec.name if track == "stable" else f"{spec.name}-canary"
+        return client.AppsV1Api(self.world.api).read_namespaced_deployment(full, spec.namespace)
+
+    # -- Dagster ------------------------------------------------------------------------
+
+    def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
+        return self.home.launch(job, run_config)
+
+    def rollout(self, name: str, image: str | None = None, revision: str | None = None) -> str:
+        group = name.replace("-", "_")
+        ops: dict[str, Any] = {}
+        if image:
+            ops[f"{group}__image"] = {"config": {"reference": image}}
+        if revision:
+            ops[f"{group}__weights"] = {"config": {"revision": revision}}
+        return self.launch(f"{group}_rollout", {"ops": ops} if ops else None)
+
+    def run(self, run_id: str) -> dg.DagsterRun:
+        with self.home.instance() as instance:
+            found = instance.get_run_by_id(run_id)
+        assert found is not None, run_id
+        return found
+
+    def wait_run(self, run_id: str, timeout: float = RUN_TIMEOUT) -> dg.DagsterRun:
+        """Until the run finishes; fails with its error events when it did not succeed."""
+        run = wait_for(lambda: _finished(self.run(run_id)), timeout, f"run {run_id} to finish")
+        return run
+
+    def errors(self, run_id: str) -> str:
+        with self.home.instance() as instance:
+            records = instance.all_logs(run_id)
+        lines = []
+        for record in records:
+            event = record.dagster_event
+            if event is None or not event.is_failure:
+                continue
+            error = getattr(event.event_specific_data, "error", None)
+            lines.append(error.to_string() if error else record.user_message)
+        return "\n".join(lines)
+
+    def runs(self, job: str, status: dg.DagsterRunStatus | None = None) -> list[dg.DagsterRun]:
+        filters = dg.RunsFilter(job_name=job, statuses=[status] if status else [])
+        with self.home.instance() as instance:
+            return list(instance.get_runs(filters))
+
+    def run_times(self, run_id: str) -> tuple[float, float]:
+        """When a run started and ended (epoch seconds)."""
+        with self.home.instance() as instance:
+            record = instance.get_run_record_by_id(run_id)
+        assert record is not None and record.start_time and record.end_time, run_id
+        return record.start_time, record.end_time
+
+    def sensor_ticks(self, sensor: str) -> list[Any]:
+        """The sensor's ticks, newest first."""
+        with self.home.instance() as instance:
+            states = [s for s in instance.all_instigator_state() if s.instigator_name == sensor]
+            assert states, f"no sensor named {sensor}"
+            return list(
+                instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=500)
+            )
+
+    def gate_evaluations(self, name: str) -> list[dict[str, Any]]:
+        """The gate check's recorded evaluations (newest first): passed + metadata."""
+        key = dg.AssetCheckKey(dg.AssetKey([name.replace("-", "_"), "release"]), "gate")
+        with self.home.instance() as instance:
+            records = instance.event_log_storage.get_asset_check_execution_history(key, limit=200)
+        found = []
+        for record in records:
+            evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+            found.append(
+                {
+                    "passed": evaluation.passed,
+                    **{k: v.value for k, v in evaluation.metadata.items()},
+                }
+            )
+        return found
+
+    def restart_daemon(self, reset_cursor_of: str | None = None) -> None:
+        """Stop the daemon, optionally delete a sensor's cursor (`dagster sensor cursor
+        --delete`), and start the daemon again."""
+        self.daemon.stop()
+        if reset_cursor_of:
+            result = dagster_cli(
+                self.home, "sensor", "cursor", "--delete", reset_cursor_of, "-w", str(WORKSPACE)
+            )
+            assert result.returncode == 0, result.stderr
+        self.daemon = DagsterProcess.daemon(
+            self.home, (self.log_dir / "daemon.log").open("ab")
+        ).start()
+
+
+def _finished(run: dg.DagsterRun) -> dg.DagsterRun | None:
+    return run if run.is_finished else None
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+    """Poll `condition` until truthy (returned) or fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def write_models(folder: Path, specs: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        (folder / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
+
+
+def dagster_cli(home: DagsterHome, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [dagster_bin("dagster"), *args],
+        cwd=REPO_ROOT,
+        env=home.environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )

@@ -1,0 +1,230 @@
+"""End to end, with emulated vLLM pods: the real Dagster daemon ticks the gate and failure
+sensors and runs the queue, runs are launched with `dagster job launch`, releases go to the
+sandbox cluster over HTTP, and the gate reads a real Prometheus that discovers the pods.
+
+Every model has its own namespace, so the scenarios share one world and one daemon; each
+model's first release is installed by a rollout run at the start (in parallel)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sandbox.cluster.cluster import NodeSpec
+from sandbox.dagster_home import DagsterHome, DagsterProcess
+from sandbox.prometheus import PrometheusMissing
+from sandbox.world import SandboxWorld
+from tests.pipelines.orchestra import EMULATOR, Orchestra, emulated_spec, wait_for, write_models
+
+NODES = tuple(NodeSpec(f"gpu-node-{i}", gpus=4) for i in range(1, 5))
+SUCCESS = dg.DagsterRunStatus.SUCCESS
+MODELS = [
+    emulated_spec("e2e-bad"),
+    emulated_spec("e2e-stuck"),
+    emulated_spec("e2e-blip", gate={"required_passes": 3}),
+    emulated_spec("e2e-restart", gate={"required_passes": 4}),
+    emulated_spec("e2e-queue"),
+    emulated_spec("e2e-rolling", rollout={"strategy": "rolling"}),
+    emulated_spec("e2e-refresh", refresh={"cron": "0 3 * * *", "auto_rollout": True}),
+]
+INSTALLED_FIRST = [m["name"] for m in MODELS if m["name"] != "e2e-queue"]
+
+
+@pytest.fixture(scope="module")
+def orchestra(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[Orchestra]:
+    root = tmp_path_factory.mktemp("e2e")
+    models_dir = write_models(root / "models", MODELS)
+    world = SandboxWorld(root / "world", NODES, tiny_model_dir)
+    try:
+        world.start()
+    except PrometheusMissing as missing:
+        pytest.skip(str(missing))
+    home = DagsterHome(root / "dagster-home", world.env(models_dir))
+    daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
+    running = Orchestra(world, home, daemon, models_dir, root)
+    try:
+        first = {name: running.rollout(name) for name in INSTALLED_FIRST}
+        for name, run_id in first.items():
+            run = running.wait_run(run_id)
+            assert run.status == SUCCESS, f"{name}: {running.errors(run_id)}"
+            assert running.history(name).stable is not None
+        yield running
+    finally:
+        running.daemon.stop()
+        world.stop()
+
+
+def test_a_bad_release_is_rolled_back_by_the_gate_and_stable_is_untouched(
+    orchestra: Orchestra,
+) -> None:
+    stable_before = orchestra.history("e2e-bad").stable
+    pods_before = orchestra.deployment("e2e-bad").status.observed_generation
+    run_id = orchestra.rollout("e2e-bad", image=f"{EMULATOR}:slow_decoding")
+    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
+    canary = orchestra.history("e2e-bad").canary
+    assert canary is not None
+
+    rollback = wait_for(
+        lambda: orchestra.runs("e2e_bad_rollback"), 120, "the gate sensor to launch a rollback"
+    )[0]
+    assert rollback.tags["llm-rollout/release"] == canary
+    assert "gate rejected" in str(rollback.run_config)
+    assert orchestra.wait_run(rollback.run_id).status == SUCCESS, orchestra.errors(rollback.run_id)
+
+    history = orchestra.history("e2e-bad")
+    assert history.canary is None and history.stable == stable_before
+    assert orchestra.deployment("e2e-bad", "canary").spec.replicas == 0
+    assert orchestra.deployment("e2e-bad").status.observed_generation == pods_before
+    failing = [e for e in orchestra.gate_evaluations("e2e-bad") if e["release_id"] == canary]
+    assert failing and not failing[0]["passed"]
+    assert failing[0]["decision"] == "rollback" and "itl" in failing[0]["measurements"]
+    assert not orchestra.runs("e2e_bad_promote")
+
+
+def test_a_release_with_an_unknown_image_stalls_and_is_rolled_back_with_the_reason(
+    orchestra: Orchestra,
+) -> None:
+    stable_before = orchestra.history("e2e-stuck").stable
+    run_id = orchestra.rollout("e2e-stuck", image="registry.sandbox.local/no-such-image:1")
+    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
+
+    rollback = wait_for(
+        lambda: orchestra.runs("e2e_stuck_rollback"), 150, "a rollback of the stalled canary"
+    )[0]
+    assert "stalled" in str(rollback.run_config)
+    assert "no-such-image" in str(rollback.run_config) or "ImagePull" in str(rollback.run_config)
+    assert orchestra.wait_run(rollback.run_id).status == SUCCESS, orchestra.errors(rollback.run_id)
+    history = orchestra.history("e2e-stuck")
+    assert history.canary is None and history.stable == stable_before
+    assert orchestra.deployment("e2e-stuck").status.available_replicas == 1
+
+
+def test_prometheus_down_during_the_gate_holds_and_the_gate_resumes_when_it_returns(
+    orchestra: Orchestra,
+) -> None:
+    prometheus = orchestra.world.prometheus
+    assert prometheus is not None
+    run_id = orchestra.rollout("e2e-blip", image=f"{EMULATOR}:healthy-v2")
+    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
+    canary = orchestra.history("e2e-blip").canary
+    wait_for(
+        lambda: orchestra.deployment("e2e-blip", "canary").status.available_replicas,
+        60,
+        "the canary to be ready",
+    )
+    prometheus.stop()
+    try:
+        held = wait_for(
+            lambda: [
+                e
+                for e in orchestra.gate_evaluations("e2e-blip")
+                if e["release_id"] == canary and e["decision"] == "hold"
+            ],
+            90,
+            "the gate to hold while Prometheus is down",
+        )
+        assert held[0]["window"] == "Error" and not held[0]["passed"]
+        assert "prometheus" in held[0]["measurements"]
+        assert not orchestra.runs("e2e_blip_promote") and not orchestra.runs("e2e_blip_rollback")
+        assert orchestra.history("e2e-blip").canary == canary
+    finally:
+        prometheus.restart()
+    promote = wait_for(
+        lambda: orchestra.runs("e2e_blip_promote"), 120, "the gate to resume and promote"
+    )[0]
+    assert orchestra.wait_run(promote.run_id).status == SUCCESS, orchestra.errors(promote.run_id)
+    assert orchestra.history("e2e-blip").stable == canary
+    assert not orchestra.runs("e2e_blip_rollback")
+
+
+def test_a_restarted_daemon_with_no_cursor_decides_the_same_and_launches_one_run(
+    orchestra: Orchestra,
+) -> None:
+    run_id = orchestra.rollout("e2e-restart", image=f"{EMULATOR}:healthy-v2")
+    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
+    canary = orchestra.history("e2e-restart").canary
+    record = wait_for(
+        lambda: (r := orchestra.gate_record("e2e-restart")) and r.passes >= 1 and r,
+        90,
+        "a first passing window",
+    )
+    orchestra.restart_daemon(reset_cursor_of="e2e_restart_gate")
+    after = orchestra.gate_record("e2e-restart")
+    assert after is not None and after.passes >= record.passes  # progress kept in the cluster
+    promote = wait_for(
+        lambda: orchestra.runs("e2e_restart_promote"), 120, "the promotion after the restart"
+    )[0]
+    assert orchestra.wait_run(promote.run_id).status == SUCCESS, orchestra.errors(promote.run_id)
+    # the decision is re-read from the cluster, and asking for the same run again is a no-op
+    ticks_before = len(orchestra.sensor_ticks("e2e_restart_gate"))
+    orchestra.restart_daemon(reset_cursor_of="e2e_restart_gate")
+    wait_for(
+        lambda: len(orchestra.sensor_ticks("e2e_restart_gate")) >= ticks_before + 2,
+        60,
+        "two more gate ticks",
+    )
+    assert len(orchestra.runs("e2e_restart_promote")) == 1
+    assert orchestra.history("e2e-restart").stable == canary
+
+
+def test_two_rollouts_of_one_model_run_one_at_a_time(orchestra: Orchestra) -> None:
+    first = orchestra.rollout("e2e-queue")
+    second = orchestra.rollout("e2e-queue")
+    seen_waiting = wait_for(
+        lambda: (
+            orchestra.run(first).status == dg.DagsterRunStatus.STARTED
+            and orchestra.run(second).status == dg.DagsterRunStatus.QUEUED
+        ),
+        120,
+        "the first rollout running while the second waits in the queue",
+        interval=0.3,
+    )
+    assert seen_waiting
+    assert orchestra.wait_run(first).status == SUCCESS, orchestra.errors(first)
+    assert orchestra.wait_run(second).status == SUCCESS, orchestra.errors(second)
+    first_end = orchestra.run_times(first)[1]
+    second_start = orchestra.run_times(second)[0]
+    assert second_start >= first_end  # never overlapped
+
+
+def test_a_failed_rolling_update_is_rolled_back_by_the_failure_sensor(
+    orchestra: Orchestra,
+) -> None:
+    stable_before = orchestra.history("e2e-rolling").stable
+    run_id = orchestra.rollout("e2e-rolling", image="registry.sandbox.local/no-such-image:2")
+    run = orchestra.wait_run(run_id)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert "did not complete" in orchestra.errors(run_id)
+    rollback = wait_for(
+        lambda: orchestra.runs("e2e_rolling_rollback"), 90, "the failure sensor's rollback"
+    )[0]
+    assert run_id in str(rollback.run_config)
+    assert orchestra.wait_run(rollback.run_id).status == SUCCESS, orchestra.errors(rollback.run_id)
+    assert orchestra.history("e2e-rolling").stable == stable_before
+    stable = orchestra.deployment("e2e-rolling")
+    assert stable.status.available_replicas == 1 and stable.status.updated_replicas == 1
+
+
+def test_a_rollout_failing_before_any_cluster_write_is_not_rolled_back(
+    orchestra: Orchestra,
+) -> None:
+    run_id = orchestra.rollout("e2e-rolling", revision="no-such-branch")
+    assert orchestra.wait_run(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert "no-such-branch" in orchestra.errors(run_id)
+    skipped = wait_for(
+        lambda: [
+            t
+            for t in orchestra.sensor_ticks("rollback_failed_rollouts")
+            if run_id in (t.skip_reason or "")
+        ],
+        60,
+        "the failure sensor to pass over the run",
+    )
+    assert "before changing the cluster" in (skipped[0].skip_reason or "")
+    rollbacks = [r for r in orchestra.runs("e2e_rolling_rollback") if run_id in str(r.run_config)]
+    assert not rollbacks
