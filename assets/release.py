@@ -307,7 +307,7 @@ def build_gate_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
 
 
 def gate_evaluation(
-    spec: ReleaseSpec, release_id: str, verdict: Verdict
+    spec: ReleaseSpec, release_id: str, verdict: Verdict, chart: str = ""
 ) -> dg.AssetCheckEvaluation:
     """A judged window as the gate check's result: every value against its limit."""
     rows = ["| metric | canary | stable | limit | outcome |", "|---|---|---|---|---|"]
@@ -339,6 +339,7 @@ def gate_evaluation(
             "errors_in_a_row": verdict.state.errors,
             "measurements": dg.MetadataValue.md("\n".join(rows)),
             "queries": dg.MetadataValue.text(queries),
+            **({"chart": dg.MetadataValue.md(f"```\n{chart}\n```")} if chart else {}),
             **numbers,
         },
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.demo import demo
 from cli.gate import gate
 from cli.image import image
 from cli.release import render, status
@@ -56,6 +57,7 @@ cli.add_command(render)
 cli.add_command(status)
 cli.add_command(image)
 cli.add_command(gate)
+cli.add_command(demo)
 
 
 def main() -> None:

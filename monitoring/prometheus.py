@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -29,12 +30,50 @@ class Measured:
     values: dict[tuple[str, str], list[float]]
 
 
-def measure(url: str, queries: list[Query], timeout: int = QUERY_TIMEOUT_SECONDS) -> Measured:
-    """Run every query as one batched instant query."""
+def _client(url: str, timeout: int) -> PrometheusConnect:
     # POST: the batched query is longer than some proxies allow in a URL
-    client = PrometheusConnect(
+    return PrometheusConnect(
         url=url, disable_ssl=True, retry=NO_RETRIES, timeout=timeout, method="POST"
     )
+
+
+def measure_range(
+    url: str,
+    queries: list[Query],
+    seconds: int,
+    step: int,
+    timeout: int = QUERY_TIMEOUT_SECONDS,
+) -> dict[tuple[str, str], list[float]]:
+    """Every query evaluated every `step` seconds over the last `seconds` (one round trip);
+    a missing point is NaN, so the series of all keys line up."""
+    end = datetime.now(UTC)
+    start = end - timedelta(seconds=seconds)
+    times = [start.timestamp() + i * step for i in range(seconds // step + 1)]
+    try:
+        result = _client(url, timeout).custom_query_range(
+            batched(queries), start_time=start, end_time=end, step=str(step)
+        )
+    except (PrometheusApiClientException, requests.RequestException, ValueError) as error:
+        raise PrometheusFailed(f"Prometheus at {url} failed: {str(error)[:300]}") from error
+    series: dict[tuple[str, str], list[float]] = {}
+    for found in result:
+        labels = found.get("metric", {})
+        points = {round(float(t) - start.timestamp()): _number(v) for t, v in found["values"]}
+        key = (labels.get("gate_metric", ""), labels.get("gate_track", ""))
+        series[key] = [points.get(round(t - start.timestamp()), math.nan) for t in times]
+    return series
+
+
+def _number(raw: object) -> float:
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def measure(url: str, queries: list[Query], timeout: int = QUERY_TIMEOUT_SECONDS) -> Measured:
+    """Run every query as one batched instant query."""
+    client = _client(url, timeout)
     try:
         result = client.custom_query(batched(queries), params={"timeout": f"{timeout}s"})
     except requests.Timeout as error:
@@ -47,10 +86,5 @@ def measure(url: str, queries: list[Query], timeout: int = QUERY_TIMEOUT_SECONDS
     for series in result:
         labels = series.get("metric", {})
         key = (labels.get("gate_metric", ""), labels.get("gate_track", ""))
-        raw = series.get("value", [0, "NaN"])[1]
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = math.nan
-        values.setdefault(key, []).append(value)
+        values.setdefault(key, []).append(_number(series.get("value", [0, "NaN"])[1]))
     return Measured(values)

@@ -92,3 +92,20 @@ def batched(queries: list[Query]) -> str:
         for q in queries
     ]
     return " or ".join(parts)
+
+
+CHART_METRICS = ("ttft_mean", "itl_mean")
+CHART_POINTS = 20
+
+
+def chart_queries(spec: ReleaseSpec, canary_release: str | None = None) -> tuple[list[Query], int]:
+    """Mean TTFT and inter-token latency of both tracks on a short rolling window, to be
+    evaluated as a range over the gate window; and the step in seconds."""
+    step = max(1, spec.gate.window_seconds // CHART_POINTS)
+    short = f"{4 * step}s"  # a few scrapes: smooth enough, still short against the window
+    queries = [
+        q
+        for q in gate_queries(spec, window=short, canary_release=canary_release)
+        if q.metric in CHART_METRICS
+    ]
+    return queries, step

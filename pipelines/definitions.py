@@ -17,46 +17,49 @@ from pipelines.resources import ImageBuilder, KubernetesCluster, PrometheusServe
 from pipelines.schedules import build_refresh_schedule
 from pipelines.sensors import build_failure_sensor, build_gate_sensor
 from pipelines.specs import load_release_specs
+from spec import ReleaseSpec
+
+
+def build_definitions(specs: list[ReleaseSpec]) -> dg.Definitions:
+    """Everything Dagster shows and runs for these models."""
+    jobs = {spec.name: model_jobs(spec) for spec in specs}
+    return dg.Definitions(
+        assets=[
+            asset
+            for spec in specs
+            for asset in (
+                build_weights_asset(spec),
+                build_image_asset(spec),
+                build_release_asset(spec),
+                build_live_asset(spec),
+            )
+        ],
+        asset_checks=[
+            check for spec in specs for check in (build_weights_check(spec), build_gate_check(spec))
+        ],
+        jobs=[job for model in jobs.values() for job in model.all()],
+        sensors=[
+            *[build_gate_sensor(spec, jobs[spec.name]) for spec in specs],
+            build_failure_sensor(specs, jobs),
+        ],
+        schedules=[
+            build_refresh_schedule(spec, jobs[spec.name]) for spec in specs if spec.refresh.cron
+        ],
+        resources={
+            # Every setting is read from the environment when a run or tick needs it, never
+            # at load, so definitions load without touching the network.
+            # The Hub (or mirror) from HF_ENDPOINT, its token from HF_TOKEN.
+            "weights_store": WeightsStore(root=dg.EnvVar("LLM_ROLLOUT_WEIGHTS_ROOT")),
+            # Registry login from LLM_ROLLOUT_REGISTRY_USERNAME/PASSWORD, read when a run
+            # builds (so the password is never part of the resource config the UI shows).
+            "image_builder": ImageBuilder(),
+            # $KUBECONFIG when set, else in-cluster credentials, else ~/.kube/config.
+            "kubernetes": KubernetesCluster(),
+            "prometheus": PrometheusServer(url=dg.EnvVar("LLM_ROLLOUT_PROMETHEUS_URL")),
+        },
+    )
+
 
 # Loaded at import so a broken spec shows as a code-location error in the UI,
 # naming the file and field, instead of failing later inside a run.
-RELEASE_SPECS = load_release_specs()
-JOBS = {spec.name: model_jobs(spec) for spec in RELEASE_SPECS}
-
-defs = dg.Definitions(
-    assets=[
-        asset
-        for spec in RELEASE_SPECS
-        for asset in (
-            build_weights_asset(spec),
-            build_image_asset(spec),
-            build_release_asset(spec),
-            build_live_asset(spec),
-        )
-    ],
-    asset_checks=[
-        check
-        for spec in RELEASE_SPECS
-        for check in (build_weights_check(spec), build_gate_check(spec))
-    ],
-    jobs=[job for jobs in JOBS.values() for job in jobs.all()],
-    sensors=[
-        *[build_gate_sensor(spec, JOBS[spec.name]) for spec in RELEASE_SPECS],
-        build_failure_sensor(RELEASE_SPECS, JOBS),
-    ],
-    schedules=[
-        build_refresh_schedule(spec, JOBS[spec.name]) for spec in RELEASE_SPECS if spec.refresh.cron
-    ],
-    resources={
-        # Every setting is read from the environment when a run or tick needs it, never at
-        # load, so definitions load without touching the network.
-        # The Hub (or mirror) from HF_ENDPOINT, its token from HF_TOKEN.
-        "weights_store": WeightsStore(root=dg.EnvVar("LLM_ROLLOUT_WEIGHTS_ROOT")),
-        # Registry login from LLM_ROLLOUT_REGISTRY_USERNAME/PASSWORD, read when a run builds
-        # (so the password is never part of the resource config the UI shows).
-        "image_builder": ImageBuilder(),
-        # $KUBECONFIG when set, else in-cluster credentials, else ~/.kube/config.
-        "kubernetes": KubernetesCluster(),
-        "prometheus": PrometheusServer(url=dg.EnvVar("LLM_ROLLOUT_PROMETHEUS_URL")),
-    },
-)
+defs = build_definitions(load_release_specs())

@@ -12,6 +12,11 @@ from assets.naming import asset_key, group_name
 from assets.release import MODEL_TAG, build_rollback_op, deploy_tags
 from spec import ReleaseSpec
 
+# A model's steps run one after another (each needs the one before) and hold no big data in
+# memory, so one process per run is enough: it saves a Python start-up per step, which is
+# most of a rollback's latency.
+STEPS_IN_ONE_PROCESS = dg.in_process_executor
+
 
 @dataclass(frozen=True)
 class ModelJobs:
@@ -53,12 +58,14 @@ def model_jobs(spec: ReleaseSpec) -> ModelJobs:
             "runs a prebuilt image."
         ),
         tags=deploy_tags(spec),
+        executor_def=STEPS_IN_ONE_PROCESS,
     )
     promote = dg.define_asset_job(
         job_name(spec, "promote"),
         selection=dg.AssetSelection.assets(asset_key(spec, "live")),
         description="Promote the canary to stable (launched by the gate sensor, or by hand).",
         tags=deploy_tags(spec),
+        executor_def=STEPS_IN_ONE_PROCESS,
     )
 
     @dg.job(
@@ -68,6 +75,7 @@ def model_jobs(spec: ReleaseSpec) -> ModelJobs:
             f"in `ops.{group_name(spec)}__rollback.config.release_id`."
         ),
         tags=deploy_tags(spec),
+        executor_def=STEPS_IN_ONE_PROCESS,
     )
     def rollback() -> None:
         build_rollback_op(spec)()
@@ -77,5 +85,6 @@ def model_jobs(spec: ReleaseSpec) -> ModelJobs:
         selection=weights_with_check(spec),
         description="Fetch and verify the newest upstream revision; change nothing served.",
         tags={MODEL_TAG: spec.name},
+        executor_def=STEPS_IN_ONE_PROCESS,
     )
     return ModelJobs(rollout, promote, rollback, refresh)

@@ -43,7 +43,7 @@ def build_gate_sensor(spec: ReleaseSpec, jobs: ModelJobs) -> dg.SensorDefinition
         result = step(spec, kubernetes.client(), prometheus.metrics())
         context.log.info(f"{result.phase.value}: {result.reason}")
         events = (
-            [gate_evaluation(spec, result.release_id or "", result.verdict)]
+            [gate_evaluation(spec, result.release_id or "", result.verdict, result.chart)]
             if result.verdict
             else []
         )

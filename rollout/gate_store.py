@@ -25,6 +25,7 @@ class GateRecord:
     failures: int = 0
     errors: int = 0
     evaluated_at: float = 0.0  # epoch seconds of the last judged window; 0: none yet
+    ready_at: float = 0.0  # when the controller first saw every canary pod available
     decision: str = ""  # "promote" or "rollback" once decided: final for this release
     reason: str = ""
 

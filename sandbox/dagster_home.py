@@ -38,6 +38,9 @@ class DagsterHome:
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "dagster.yaml").exists():
             shutil.copy(SHIPPED_INSTANCE_CONFIG, home / "dagster.yaml")
+        # create the SQLite storage once, before several processes race to create it
+        with self.instance():
+            pass
 
     def environ(self) -> dict[str, str]:
         return {**os.environ, **self.env, "DAGSTER_HOME": str(self.home)}

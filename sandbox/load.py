@@ -23,10 +23,17 @@ class LoadGenerator:
     """Sends `rate` completions per second (one worker per in-flight request) to `url`."""
 
     def __init__(
-        self, url: str, model: str, rate: float = 2.0, workers: int = 2, max_tokens: int = 8
+        self,
+        url: str,
+        model: str,
+        rate: float = 2.0,
+        workers: int = 2,
+        max_tokens: int = 8,
+        chat: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.model = model
+        self.chat = chat  # /v1/chat/completions (through the model's chat template)
         self.interval = workers / rate
         self.max_tokens = max_tokens
         self.counts = LoadCounts()
@@ -56,9 +63,14 @@ class LoadGenerator:
 
     def send(self) -> None:
         """One completion; counted as ok or failed (with the error kept)."""
-        body = {"model": self.model, "prompt": "the canary sings", "max_tokens": self.max_tokens}
+        body: dict[str, object] = {"model": self.model, "max_tokens": self.max_tokens}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": "how does the canary sing?"}]
+        else:
+            body["prompt"] = "the canary sings"
+        path = "/v1/chat/completions" if self.chat else "/v1/completions"
         request = urllib.request.Request(
-            f"{self.url}/v1/completions",
+            f"{self.url}{path}",
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import struct
 from pathlib import Path
 
@@ -181,3 +182,29 @@ def _write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# A template regression as upstream repos ship them now and then: valid Jinja that refuses
+# every conversation not opening with a system message (vLLM answers such requests 400).
+SYSTEM_FIRST_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ raise_exception('Conversations must start with a system message.') }}{% endif %}"
+    + CHAT_TEMPLATE
+)
+
+
+def write_revision(model: Path, folder: Path, change: str) -> Path:
+    """A later revision of the tiny model in `folder`: `model-card` (same weights, a new
+    README: a good release) or `system-first-template` (a chat template that rejects the
+    usual requests: a bad release)."""
+    shutil.copytree(model, folder, dirs_exist_ok=True)
+    if change == "model-card":
+        (folder / "README.md").write_text("# tiny-llama\n\nRevision 2: a clearer model card.\n")
+    elif change == "system-first-template":
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config["chat_template"] = SYSTEM_FIRST_TEMPLATE
+        _write_json(config_path, config)
+    else:
+        raise ValueError(f"unknown revision change {change!r}")
+    return folder

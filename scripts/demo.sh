@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The demo on its embedded default: set up, validate the bundled release specs, and load the
-# Dagster code location. Later stages of the pipeline join here as they land.
+# The demo: the whole release loop on this machine, no GPU and no cluster needed. Sets up the
+# environments (the vLLM CPU runtime included) and Prometheus, starts the sandbox (a local
+# Kubernetes running real vLLM pods, a Hub with the tiny model), steady traffic, and
+# `dagster dev` with a persistent DAGSTER_HOME in .demo/; then prints where to click.
+# Ctrl-C stops everything. Arguments go to `llm-rollout demo`, e.g.
+#   bash scripts/demo.sh --headless --scenario good --scenario bad --scenario stuck
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$REPO_ROOT"
 
 ensure_python_env
+ensure_vllm_runtime
+ensure_debian prometheus procps
 
 say "validating the bundled release specs"
 llm-rollout validate models/
-say "loading the Dagster code location from workspace.yaml"
-dagster definitions validate -w workspace.yaml
-say "done. Next: 'DAGSTER_HOME=\$PWD/.dagster_home dagster dev -w workspace.yaml' opens the UI"
+say "starting the demo (first start: about two minutes until release 1 serves)"
+exec llm-rollout demo "$@"

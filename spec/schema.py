@@ -224,6 +224,15 @@ class Gate(SpecModel):
     consecutive_error_limit: int = Field(
         4, ge=1, description="Consecutive measurement errors before the gate holds and alerts."
     )
+    warmup_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "After the canary is ready, how long before its metrics count: a fresh vLLM "
+            "compiles kernels and fills caches on its first requests."
+        ),
+    )
     max_ttft_p99_seconds: float = Field(5.0, gt=0, le=3600)
     max_itl_p99_seconds: float = Field(0.2, gt=0, le=60)
     max_e2e_p99_seconds: float | None = Field(None, gt=0, le=86400)

@@ -39,6 +39,7 @@ def emulated_spec(name: str, **changes: Any) -> dict[str, Any]:
         "gate": {
             "interval_seconds": 5,
             "window": "10s",
+            "warmup_seconds": 0,
             "min_requests": 10,
             "required_passes": 2,
             "failure_limit": 2,

@@ -7,15 +7,19 @@ model's first release is installed by a rollout run at the start (in parallel)."
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from pipelines.definitions import build_definitions
+from pipelines.resources import WeightsStore
 from sandbox.cluster.cluster import NodeSpec
 from sandbox.dagster_home import DagsterHome, DagsterProcess
 from sandbox.prometheus import PrometheusMissing
+from sandbox.tiny_model import REPO_ID
 from sandbox.world import SandboxWorld
 from tests.pipelines.orchestra import EMULATOR, Orchestra, emulated_spec, wait_for, write_models
 
@@ -83,6 +87,7 @@ def test_a_bad_release_is_rolled_back_by_the_gate_and_stable_is_untouched(
     failing = [e for e in orchestra.gate_evaluations("e2e-bad") if e["release_id"] == canary]
     assert failing and not failing[0]["passed"]
     assert failing[0]["decision"] == "rollback" and "itl" in failing[0]["measurements"]
+    assert "itl_mean" in failing[0]["chart"] and "canary" in failing[0]["chart"]
     assert not orchestra.runs("e2e_bad_promote")
 
 
@@ -173,23 +178,19 @@ def test_a_restarted_daemon_with_no_cursor_decides_the_same_and_launches_one_run
 
 
 def test_two_rollouts_of_one_model_run_one_at_a_time(orchestra: Orchestra) -> None:
+    # both are in the queue before the daemon looks at it (so neither can finish first)
+    orchestra.daemon.stop()
     first = orchestra.rollout("e2e-queue")
     second = orchestra.rollout("e2e-queue")
-    seen_waiting = wait_for(
-        lambda: (
-            orchestra.run(first).status == dg.DagsterRunStatus.STARTED
-            and orchestra.run(second).status == dg.DagsterRunStatus.QUEUED
-        ),
-        120,
-        "the first rollout running while the second waits in the queue",
-        interval=0.3,
-    )
-    assert seen_waiting
-    assert orchestra.wait_run(first).status == SUCCESS, orchestra.errors(first)
-    assert orchestra.wait_run(second).status == SUCCESS, orchestra.errors(second)
-    first_end = orchestra.run_times(first)[1]
-    second_start = orchestra.run_times(second)[0]
-    assert second_start >= first_end  # never overlapped
+    other = orchestra.rollout("e2e-stuck")  # another model is not held up by them
+    assert {orchestra.run(r).status for r in (first, second, other)} == {dg.DagsterRunStatus.QUEUED}
+    orchestra.restart_daemon()
+    for run_id in (first, second, other):
+        assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
+    spans = sorted(orchestra.run_times(r) for r in (first, second))
+    assert spans[1][0] >= spans[0][1], f"the two rollouts overlapped: {spans}"
+    other_start, _ = orchestra.run_times(other)
+    assert other_start < spans[1][0], "the other model's rollout waited behind them"
 
 
 def test_a_failed_rolling_update_is_rolled_back_by_the_failure_sensor(
@@ -228,3 +229,39 @@ def test_a_rollout_failing_before_any_cluster_write_is_not_rolled_back(
     assert "before changing the cluster" in (skipped[0].skip_reason or "")
     rollbacks = [r for r in orchestra.runs("e2e_rolling_rollback") if run_id in str(r.run_config)]
     assert not rollbacks
+
+
+def test_the_refresh_schedule_launches_a_rollout_only_for_a_new_upstream_commit(
+    orchestra: Orchestra, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    defs = build_definitions([orchestra.spec("e2e-refresh")])
+    schedule = defs.get_schedule_def("e2e_refresh_refresh")
+    store = WeightsStore(
+        root=str(orchestra.world.weights_root), hub_endpoint=orchestra.world.hub.url
+    )
+
+    def tick() -> dg.ScheduleExecutionData:
+        with (
+            orchestra.home.instance() as instance,
+            dg.build_schedule_context(instance, resources={"weights_store": store}) as context,
+        ):
+            return schedule.evaluate_tick(context)
+
+    unchanged = tick()
+    assert not unchanged.run_requests
+    assert "nothing new" in (unchanged.skip_message or "")
+
+    changed = tmp_path / "tiny-llama-v2"
+    shutil.copytree(tiny_model_dir, changed)
+    (changed / "README.md").write_text("# tiny-llama\n\nA new upstream revision.\n")
+    new_commit = orchestra.world.hub.store.commit_folder(REPO_ID, changed)
+    requested = tick().run_requests or []
+    assert len(requested) == 1 and requested[0].run_key == f"e2e-refresh:{new_commit}"
+    assert requested[0].job_name in (None, "e2e_refresh_rollout")
+    run_id = orchestra.home.launch(
+        "e2e_refresh_rollout", requested[0].run_config, dict(requested[0].tags)
+    )
+    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
+    history = orchestra.history("e2e-refresh")
+    assert history.canary and history.find(history.canary).weights_commit == new_commit  # type: ignore[union-attr]
+    assert not tick().run_requests  # the new commit is now the known one

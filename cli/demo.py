@@ -1,0 +1,78 @@
+"""`llm-rollout demo`: the whole loop in the sandbox — with the Dagster UI, or headless."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from sandbox.demo import SCENARIOS, Demo, DemoFailed
+
+
+@click.command()
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(sorted(SCENARIOS)),
+    help="With --headless: the releases to run, in order (repeatable; default good).",
+)
+@click.option("--headless", is_flag=True, help="No UI: run the scenarios, print, exit.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".demo"),
+    show_default=True,
+    help="Where the sandbox and DAGSTER_HOME live (kept between runs).",
+)
+@click.option("--port", default=3000, show_default=True, help="The Dagster UI's port.")
+def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) -> None:
+    """Release the tiny model to a local sandbox cluster running real vLLM on CPU: the
+    first release is installed, then a second one is canaried and promoted or rolled back.
+
+    Exit status with --headless: 0 when every scenario ended as expected (good: promoted
+    with no failed request and stable never below desired; bad, stuck: rolled back with
+    stable untouched), 1 otherwise."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    running = Demo(folder, lambda line: click.echo(line))
+    try:
+        running.start(None if headless else port)
+        running.install_stable()
+        if headless:
+            outcomes = [running.run(SCENARIOS[name]) for name in scenarios or ("good",)]
+            click.echo("")
+            for outcome in outcomes:
+                click.echo(
+                    f"{'PASS' if outcome.ok else 'FAIL'} {outcome.scenario}: {outcome.summary}"
+                )
+            sys.exit(0 if all(o.ok for o in outcomes) else 1)
+        click.echo(UI_GUIDE.format(port=port))
+        stop.wait()
+    except DemoFailed as failure:
+        click.echo(f"demo failed: {failure}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping the demo…", err=True)
+        running.stop()
+
+
+UI_GUIDE = """
+The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
+
+  Assets → demo_tiny: weights → image → release → live (release 1 is live and serving
+  chat traffic). Then Jobs → demo_tiny_rollout → Launchpad, paste one of these, Launch:
+
+    ops: {{demo_tiny__weights: {{config: {{revision: v2}}}}}}               # good: promoted
+    ops: {{demo_tiny__weights: {{config: {{revision: v2-system-first}}}}}}  # bad: rolled back
+    ops: {{demo_tiny__image: {{config: {{reference: "vllm/vllm-openai:v0.32.O"}}}}}}  # stuck
+
+  Watch Assets → demo_tiny → release → Checks → gate, and Automation → demo_tiny_gate.
+  Ctrl-C stops everything.
+"""

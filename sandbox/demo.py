@@ -1,0 +1,259 @@
+"""The demo: the whole loop on one machine, no GPU, no cluster. A sandbox world (cluster
+running real vLLM pods on CPU, a Hub holding the tiny model and two later revisions of it, a
+Prometheus discovering the pods), steady chat traffic through the model's Service, and
+Dagster (`dagster dev` with the UI, or only the daemon when headless) releasing into it.
+
+Scenarios, each a second release of `models/demo-tiny.yaml`:
+  good   revision `v2`: a new model card, same weights → canaried, gated, promoted
+  bad    revision `v2-system-first`: a chat template that rejects conversations without a
+         system message (the demo's traffic has none) → the gate rolls it back
+  stuck  image `vllm/vllm-openai:v0.32.O` (a typo: letter O) → never pulls, rolled back as
+         stalled
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from k8s.cluster import ClusterClient, NotFound
+from k8s.history import ReleaseHistory
+from rollout.gate_store import GateStore
+from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
+from sandbox.load import LoadGenerator
+from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
+from sandbox.world import SandboxWorld
+from spec import ReleaseSpec, load_spec
+
+DEMO_SPEC = REPO_ROOT / "models" / "demo-tiny.yaml"
+MODEL = "demo-tiny"
+GROUP = "demo_tiny"
+SCENARIO_TIMEOUT_SECONDS = 900  # three CPU vLLM pods start slowly on a small laptop
+POLL_SECONDS = 2.0
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    expect: str  # "promote" or "rollback"
+    revision: str | None = None
+    image: str | None = None
+
+    def run_config(self) -> dict[str, Any]:
+        ops: dict[str, Any] = {}
+        if self.revision:
+            ops[f"{GROUP}__weights"] = {"config": {"revision": self.revision}}
+        if self.image:
+            ops[f"{GROUP}__image"] = {"config": {"reference": self.image}}
+        return {"ops": ops}
+
+
+SCENARIOS = {
+    "good": Scenario("good", "revision v2: a new model card, same weights", "promote", "v2"),
+    "bad": Scenario(
+        "bad",
+        "revision v2-system-first: its chat template rejects conversations without a "
+        "system message",
+        "rollback",
+        "v2-system-first",
+    ),
+    "stuck": Scenario(
+        "stuck",
+        "image vllm/vllm-openai:v0.32.O (a typo) that never pulls",
+        "rollback",
+        image="vllm/vllm-openai:v0.32.O",
+    ),
+}
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    ok: bool
+    summary: str
+
+
+class Demo:
+    """Brings the demo world up, installs the first release, runs scenarios."""
+
+    def __init__(self, folder: Path, say: Say) -> None:
+        self.folder = folder.resolve()
+        self.say = say
+        self.base_model = self.folder / "revisions" / "v1"
+        self.world = SandboxWorld(self.folder / "world", tiny_model_dir=self.base_model)
+        self.process: DagsterProcess | None = None
+        self.load: LoadGenerator | None = None
+        self.home: DagsterHome | None = None
+        self.spec: ReleaseSpec = load_spec(DEMO_SPEC)
+
+    # -- bringing it up -----------------------------------------------------------------
+
+    def start(self, ui_port: int | None) -> None:
+        self.say("starting the sandbox: Kubernetes API, Hub, Prometheus")
+        if not (self.base_model / "model.safetensors").exists():
+            write_tiny_model(self.base_model)
+        self.world.start()
+        self._publish_revisions()
+        models = self.folder / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEMO_SPEC, models / DEMO_SPEC.name)
+        self.home = DagsterHome(self.folder / "dagster-home", self.world.env(models))
+        log = (self.folder / "dagster.log").open("ab")
+        if ui_port is None:
+            self.say("starting the Dagster daemon (sensors, run queue)")
+            self.process = DagsterProcess.daemon(self.home, log).start()
+        else:
+            self.say(f"starting dagster dev (UI and daemon) on port {ui_port}")
+            self.process = DagsterProcess.dev(self.home, ui_port, log).start()
+        self.say(f"logs: {self.folder / 'dagster.log'}, pods: {self.world.root / 'cluster'}")
+
+    def stop(self) -> None:
+        if self.load:
+            self.load.stop()
+        if self.process:
+            self.process.stop()
+        self.world.stop()
+
+    def install_stable(self) -> str:
+        """The first release (revision main), installed as stable; then steady traffic."""
+        history = ReleaseHistory(self.cluster, self.spec).read()
+        if history.stable is None:
+            self.say("release 1: fetching, verifying and installing the tiny model (real vLLM)")
+            run_id = self._launch({})
+            self._wait_run(run_id, lambda: self._row("install"))
+        stable = ReleaseHistory(self.cluster, self.spec).read().stable or "?"
+        self.say(f"stable release {stable} is serving; sending chat traffic through its Service")
+        service = self.world.service_url(self.spec.namespace, self.spec.name)
+        self.load = LoadGenerator(service, "tiny-llama", rate=1.0, chat=True).start()
+        return stable
+
+    # -- scenarios ----------------------------------------------------------------------
+
+    def run(self, scenario: Scenario) -> Outcome:
+        """Launch the scenario's release and follow it until its promotion or rollback."""
+        before = ReleaseHistory(self.cluster, self.spec).read().stable
+        failed_before = self.load.counts.failed if self.load else 0
+        self.say(f"\n== scenario {scenario.name}: {scenario.what} (expected: {scenario.expect})")
+        started = time.monotonic()
+        run_id = self._launch(scenario.run_config())
+        self._wait_run(run_id, lambda: self._row(scenario.name))
+        canary = ReleaseHistory(self.cluster, self.spec).read().canary
+        self.say(f"canary {canary} applied; the gate sensor takes it from here")
+        lowest = self._available("stable")
+        self.say(HEADER)
+        while time.monotonic() - started < SCENARIO_TIMEOUT_SECONDS:
+            lowest = min(lowest, self._available("stable"))
+            self._row(scenario.name)
+            decided = self._decision_run(canary)
+            if decided is not None and decided.is_finished:
+                break
+            time.sleep(POLL_SECONDS)
+        else:
+            return Outcome(scenario.name, False, f"no decision within {SCENARIO_TIMEOUT_SECONDS}s")
+        history = ReleaseHistory(self.cluster, self.spec).read()
+        job = decided.job_name.removeprefix(f"{GROUP}_")
+        failed = (self.load.counts.failed if self.load else 0) - failed_before
+        succeeded = decided.status == dg.DagsterRunStatus.SUCCESS
+        if scenario.expect == "promote":
+            ok = job == "promote" and succeeded and history.stable == canary
+            ok = ok and lowest >= self.spec.replicas and failed == 0
+            summary = (
+                f"promoted {canary}; stable never below {lowest} of {self.spec.replicas} "
+                f"available; {failed} failed requests"
+            )
+        else:
+            ok = job == "rollback" and succeeded and history.stable == before
+            reason = GateStore(self.cluster, self.spec).read(canary or "").reason
+            summary = (
+                f"rolled back {canary} ({reason}); stable {history.stable} untouched; "
+                f"{failed} requests failed on the canary meanwhile"
+            )
+        return Outcome(
+            scenario.name, ok, f"{job} {'succeeded' if succeeded else 'failed'}: {summary}"
+        )
+
+    # -- observing ----------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> ClusterClient:
+        assert self.world.api is not None
+        return ClusterClient(self.world.api)
+
+    def _launch(self, run_config: dict[str, Any]) -> str:
+        assert self.home is not None
+        return self.home.launch(f"{GROUP}_rollout", run_config)
+
+    def _wait_run(self, run_id: str, tick: Callable[[], None]) -> dg.DagsterRun:
+        assert self.home is not None
+        while True:
+            with self.home.instance() as instance:
+                run = instance.get_run_by_id(run_id)
+            if run is not None and run.is_finished:
+                if run.status != dg.DagsterRunStatus.SUCCESS:
+                    raise DemoFailed(f"run {run_id} ({run.job_name}) failed; see the Dagster UI")
+                return run
+            tick()
+            time.sleep(POLL_SECONDS)
+
+    def _decision_run(self, canary: str | None) -> dg.DagsterRun | None:
+        assert self.home is not None
+        with self.home.instance() as instance:
+            for job in ("promote", "rollback"):
+                runs = instance.get_runs(
+                    dg.RunsFilter(
+                        job_name=f"{GROUP}_{job}", tags={"llm-rollout/release": canary or ""}
+                    )
+                )
+                if runs:
+                    return runs[0]
+        return None
+
+    def _available(self, track: str) -> int:
+        name = self.spec.name if track == "stable" else f"{self.spec.name}-canary"
+        try:
+            return self.cluster.rollout_status(name, self.spec.namespace).available
+        except NotFound:
+            return 0
+
+    _last_row = ""
+
+    def _row(self, label: str) -> None:
+        """One table row, printed when anything in it changed."""
+        history = ReleaseHistory(self.cluster, self.spec).read()
+        record = GateStore(self.cluster, self.spec).read(history.canary) if history.canary else None
+        counts = self.load.counts if self.load else None
+        row = (
+            f"{label:8} {history.stable or '-':15} {self._available('stable'):>6} "
+            f"{history.canary or '-':15} {self._available('canary'):>6}  "
+            f"{(record.passes, record.failures, record.errors) if record else '':12} "
+            f"{(record.decision or record.reason) if record else '':48.48} "
+            f"{f'{counts.ok}/{counts.failed}' if counts else '-':>9}"
+        )
+        if row != self._last_row:
+            self._last_row = row
+            self.say(time.strftime("%H:%M:%S ") + row)
+
+    def _publish_revisions(self) -> None:
+        store = self.world.hub.store
+        for branch, change in (("v2", "model-card"), ("v2-system-first", "system-first-template")):
+            folder = write_revision(self.base_model, self.folder / "revisions" / branch, change)
+            store.commit_folder(REPO_ID, folder, message=f"{branch}: {change}", branch=branch)
+        self.say(f"Hub: {REPO_ID} main (v1), v2 (good), v2-system-first (bad)")
+
+
+HEADER = (
+    f"time     {'scenario':8} {'stable':15} {'ready':>6} {'canary':15} {'ready':>6}  "
+    f"{'pass/fail/err':12} {'gate':48} {'load ok/fail':>9}"
+)
+
+
+class DemoFailed(RuntimeError):
+    """The demo could not get as far as a decision."""
