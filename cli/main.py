@@ -6,12 +6,15 @@ import sys
 from pathlib import Path
 
 import click
+import yaml
 
 from cli.demo import demo
 from cli.gate import gate
 from cli.image import image
 from cli.release import render, status
 from cli.weights import weights
+from k8s.dagster.scaleout import dagster_rbac
+from k8s.validation import schema_problems
 from spec import SpecFileError, load_specs, spec_files
 
 
@@ -42,6 +45,34 @@ def validate(paths: tuple[Path, ...]) -> None:
         sys.exit(1)
     for path, spec in zip(files, specs, strict=True):
         click.echo(f"{path}: ok ({spec.name} in namespace {spec.namespace})")
+
+
+@cli.command("dagster-rbac")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--namespace", default="dagster", show_default=True, help="Dagster's namespace.")
+@click.option(
+    "--service-account",
+    default="llm-rollout",
+    show_default=True,
+    help="The account Dagster's code server and run pods use (Helm: global.serviceAccountName).",
+)
+def dagster_rbac_command(paths: tuple[Path, ...], namespace: str, service_account: str) -> None:
+    """Print the RBAC that lets Dagster on Kubernetes release these models (YAML documents,
+    schema-validated): per model a Role in its namespace and a ClusterRole for its own
+    Namespace and volume by name plus read-only nodes/pods (the GPU preflight)."""
+    try:
+        specs = load_specs(_expand(paths))
+    except SpecFileError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    objects = dagster_rbac(specs, namespace, service_account)
+    problems = schema_problems(objects)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:

@@ -304,14 +304,40 @@ NAMESPACED_RULES = [
 ]
 
 
-def access(spec: ReleaseSpec) -> list[Manifest]:
-    """What a Dagster run pod needs to release this model: a ServiceAccount and a Role
-    limited to the kinds above in this namespace, and (for an NFS volume) the right to
-    manage the one cluster-scoped object, the PersistentVolume."""
+def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Manifest]:
+    """What a Dagster run (and the code server evaluating the gate sensor) needs to release
+    this model: a Role limited to the kinds above in the serving namespace, and a ClusterRole
+    for the few cluster-scoped needs — its own Namespace and PersistentVolume by name
+    (server-side apply patches them), and read-only nodes and pods for the GPU preflight.
+
+    Bound to `subject` (namespace, service account), e.g. Dagster's in its own namespace;
+    by default to a ServiceAccount created in the serving namespace."""
     name = names.service_account_name(spec)
     meta = {"name": name, "namespace": spec.namespace, "labels": names.common_labels(spec)}
-    objects: list[Manifest] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+    subject_namespace, subject_name = subject or (spec.namespace, name)
+    subjects = [{"kind": "ServiceAccount", "name": subject_name, "namespace": subject_namespace}]
+    cluster_name = f"llm-rollout-{spec.namespace}-{spec.name}"
+    by_name = [
+        {
+            "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": [spec.namespace],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    if spec.storage.nfs is not None:
+        by_name.append(
+            {
+                "apiGroups": [""],
+                "resources": ["persistentvolumes"],
+                "resourceNames": [names.volume_name(spec)],
+                "verbs": ["get", "patch", "update"],
+            }
+        )
+    objects: list[Manifest] = (
+        [] if subject else [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
+    )
+    objects += [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -326,37 +352,29 @@ def access(spec: ReleaseSpec) -> list[Manifest]:
             "kind": "RoleBinding",
             "metadata": meta,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.namespace}],
+            "subjects": subjects,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
+            "rules": [
+                *by_name,
+                {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_name,
+            },
+            "subjects": subjects,
         },
     ]
-    if spec.storage.nfs is not None:
-        cluster_name = f"llm-rollout-{spec.namespace}-{spec.name}-volume"
-        objects += [
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "resources": ["persistentvolumes"],
-                        "resourceNames": [names.volume_name(spec)],
-                        "verbs": ["get", "patch", "update"],
-                    }
-                ],
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": cluster_name,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.namespace}],
-            },
-        ]
     return objects
 
 

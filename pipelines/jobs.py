@@ -31,6 +31,17 @@ class ModelJobs:
         return [self.rollout, self.promote, self.rollback, self.refresh_weights]
 
 
+# Run monitoring fails a run that outlives its `dagster/max_runtime` (seconds). A rollout
+# includes the weights download (hours for the largest models); promote and rollback wait for
+# one Deployment rollout at most (its progress deadline) plus a margin.
+ROLLOUT_MAX_RUNTIME_SECONDS = 6 * 3600
+DECISION_MARGIN_SECONDS = 600
+
+
+def max_runtime(seconds: int) -> dict[str, str]:
+    return {"dagster/max_runtime": str(seconds)}
+
+
 def job_name(spec: ReleaseSpec, job: str) -> str:
     """'demo-tiny', 'rollout' → 'demo_tiny_rollout'."""
     return f"{group_name(spec)}_{job}"
@@ -57,14 +68,15 @@ def model_jobs(spec: ReleaseSpec) -> ModelJobs:
             f"revision` pins another revision; `ops.{group_name(spec)}__image.config.reference` "
             "runs a prebuilt image."
         ),
-        tags=deploy_tags(spec),
+        tags={**deploy_tags(spec), **max_runtime(ROLLOUT_MAX_RUNTIME_SECONDS)},
         executor_def=STEPS_IN_ONE_PROCESS,
     )
+    decision_runtime = max_runtime(spec.rollout.progress_deadline_seconds + DECISION_MARGIN_SECONDS)
     promote = dg.define_asset_job(
         job_name(spec, "promote"),
         selection=dg.AssetSelection.assets(asset_key(spec, "live")),
         description="Promote the canary to stable (launched by the gate sensor, or by hand).",
-        tags=deploy_tags(spec),
+        tags={**deploy_tags(spec), **decision_runtime},
         executor_def=STEPS_IN_ONE_PROCESS,
     )
 
@@ -74,7 +86,7 @@ def model_jobs(spec: ReleaseSpec) -> ModelJobs:
             "Drop the canary and restore the last stable release, or the release id given "
             f"in `ops.{group_name(spec)}__rollback.config.release_id`."
         ),
-        tags=deploy_tags(spec),
+        tags={**deploy_tags(spec), **decision_runtime},
         executor_def=STEPS_IN_ONE_PROCESS,
     )
     def rollback() -> None:

@@ -46,7 +46,10 @@ class DagsterHome:
         return {**os.environ, **self.env, "DAGSTER_HOME": str(self.home)}
 
     def instance(self) -> dg.DagsterInstance:
-        """The instance, opened in this process (SQLite is shared with the daemon)."""
+        """The instance, opened in this process (its storage is shared with the daemon)."""
+        # the instance's own settings (e.g. DAGSTER_PG_* for Postgres) are read from the
+        # environment when it is opened
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("DAGSTER_")})
         return dg.DagsterInstance.from_config(str(self.home))
 
     def launch(

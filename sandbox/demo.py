@@ -230,12 +230,13 @@ class Demo:
         history = ReleaseHistory(self.cluster, self.spec).read()
         record = GateStore(self.cluster, self.spec).read(history.canary) if history.canary else None
         counts = self.load.counts if self.load else None
+        streaks = f"{record.passes}/{record.failures}/{record.errors}" if record else "-"
+        gate = (record.decision or record.reason or "waiting") if record else "-"
+        load = f"{counts.ok}/{counts.failed}" if counts else "-"
         row = (
             f"{label:8} {history.stable or '-':15} {self._available('stable'):>6} "
             f"{history.canary or '-':15} {self._available('canary'):>6}  "
-            f"{(record.passes, record.failures, record.errors) if record else '':12} "
-            f"{(record.decision or record.reason) if record else '':48.48} "
-            f"{f'{counts.ok}/{counts.failed}' if counts else '-':>9}"
+            f"{streaks:13} {gate:48.48} {load:>12}"
         )
         if row != self._last_row:
             self._last_row = row
@@ -251,7 +252,7 @@ class Demo:
 
 HEADER = (
     f"time     {'scenario':8} {'stable':15} {'ready':>6} {'canary':15} {'ready':>6}  "
-    f"{'pass/fail/err':12} {'gate':48} {'load ok/fail':>9}"
+    f"{'pass/fail/err':13} {'gate':48} {'load ok/fail':>12}"
 )
 
 

@@ -10,8 +10,9 @@ ensure_python_env
 ensure_vllm_runtime
 # Real servers the tests talk to: an OCI registry (distribution 2.8) for image tag
 # checks; Prometheus (and promtool), Alertmanager (and amtool) for the gate and the rules.
-# procps (pgrep) checks that stopped sandboxes leave no process behind.
-ensure_debian docker-registry prometheus prometheus-alertmanager procps
+# procps (pgrep) checks that stopped sandboxes leave no process behind; Postgres stores
+# Dagster's runs, events and schedules in the scale-out tests.
+ensure_debian docker-registry prometheus prometheus-alertmanager procps postgresql
 
 say "ruff"
 ruff check .

@@ -51,4 +51,5 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.registry",
     "tests.fixtures.prometheus",
+    "tests.fixtures.postgres",
 ]

@@ -130,8 +130,16 @@ def test_rbac_grants_only_the_namespace_and_the_volume() -> None:
     assert cluster_role["rules"] == [
         {
             "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": ["llm-serving"],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": [""],
             "resources": ["persistentvolumes"],
             "resourceNames": ["llm-serving-deepseek-v4-weights"],
             "verbs": ["get", "patch", "update"],
-        }
+        },
+        # the GPU preflight counts free GPUs on the nodes: read-only, nothing else
+        {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]},
     ]

@@ -43,3 +43,30 @@ def test_a_broken_spec_fails_the_code_location_naming_file_and_field(tmp_path: P
     )
     assert result.returncode != 0
     assert "bad.yaml: name: 'vllm' is reserved" in result.stderr + result.stdout
+
+
+def test_every_model_has_its_graph_jobs_sensor_and_schedule() -> None:
+    from pipelines.definitions import build_definitions
+    from spec import load_specs, spec_files
+    from tests.conftest import MODELS_DIR
+
+    specs = load_specs(spec_files(MODELS_DIR))
+    defs = build_definitions(specs)
+    repository = defs.get_repository_def()
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    for spec in specs:
+        group = spec.name.replace("-", "_")
+        assert {f"{group}/{stage}" for stage in ("weights", "image", "release", "live")} <= keys
+        for job in ("rollout", "promote", "rollback", "refresh_weights"):
+            assert repository.has_job(f"{group}_{job}")
+        rollout = repository.get_job(f"{group}_rollout")
+        assert rollout.tags["llm-rollout/deploy"] == spec.name
+        assert "dagster/max_runtime" in rollout.tags
+        assert repository.get_sensor_def(f"{group}_gate").minimum_interval_seconds == (
+            spec.gate.interval_seconds
+        )
+        assert repository.has_schedule_def(f"{group}_refresh") == (spec.refresh.cron is not None)
+    assert repository.get_sensor_def("rollback_failed_rollouts")
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert ("demo_tiny/release", "gate") in checks
