@@ -69,7 +69,9 @@ def gate_queries(
             Query(
                 "success_rate",
                 track,
-                f"sum(rate({names.http_requests}{http_ok}[{window}])) / "
+                # a track that answers nothing but errors has no 2xx series at all: count
+                # that as 0 successes (a Fail), not as missing data (Inconclusive)
+                f"(sum(rate({names.http_requests}{http_ok}[{window}])) or vector(0)) / "
                 f"sum(rate({names.http_requests}{http}[{window}]))",
             ),
             Query(

@@ -132,7 +132,8 @@ class Demo:
         stable = ReleaseHistory(self.cluster, self.spec).read().stable or "?"
         self.say(f"stable release {stable} is serving; sending chat traffic through its Service")
         service = self.world.service_url(self.spec.namespace, self.spec.name)
-        self.load = LoadGenerator(service, "tiny-llama", rate=1.0, chat=True).start()
+        # ~1 request/s reaches the canary (one pod of three): enough for `gate.min_requests`
+        self.load = LoadGenerator(service, "tiny-llama", rate=3.0, workers=3, chat=True).start()
         return stable
 
     # -- scenarios ----------------------------------------------------------------------

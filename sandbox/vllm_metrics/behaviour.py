@@ -42,6 +42,8 @@ SCENARIOS: dict[str, Behaviour] = {
     "slow_first_token": replace(HEALTHY, ttft_seconds=4.0),
     "slow_decoding": replace(HEALTHY, itl_seconds=0.45),
     "errors": replace(HEALTHY, error_fraction=0.2),
+    # every request refused (a broken chat template, a wrong tokenizer): no 2xx series at all
+    "all_errors": replace(HEALTHY, error_fraction=1.0),
     "kv_pressure": replace(
         HEALTHY,
         kv_cache_usage=0.99,

@@ -85,6 +85,7 @@ def test_a_healthy_canary_is_promoted_after_the_required_windows(
         ("slow_first_token", 1.0, {"ttft_p99", "ttft_mean"}),
         ("slow_decoding", 1.0, {"itl_p99", "itl_mean"}),
         ("errors", 1.0, {"success_rate", "error_rate"}),
+        ("all_errors", 1.0, {"success_rate", "error_rate"}),  # no 2xx series: 0, not no data
         ("kv_pressure", 1.0, {"kv_cache_usage", "preemption_rate", "queue_mean"}),
         ("healthy", 1.3, {"ttft_mean", "itl_mean"}),  # under the SLOs, 30% worse than stable
     ],

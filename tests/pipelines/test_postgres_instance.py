@@ -69,13 +69,15 @@ def orchestra_on_postgres(
     del config["run_launcher"]
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "dagster.yaml").write_text(yaml.safe_dump(config))
-    home = DagsterHome(tmp_path / "home", {**world.env(models), **postgres.env()})
-    daemon = DagsterProcess(home, [], None)  # started by the test
-    running = Orchestra(world, home, daemon, models, tmp_path)
+    running: Orchestra | None = None
     try:
+        home = DagsterHome(tmp_path / "home", {**world.env(models), **postgres.env()})
+        daemon = DagsterProcess(home, [], None)  # started by the test
+        running = Orchestra(world, home, daemon, models, tmp_path)
         yield running
     finally:
-        running.daemon.stop()
+        if running:
+            running.daemon.stop()
         world.stop()
 
 

@@ -48,10 +48,11 @@ def orchestra(
         world.start()
     except PrometheusMissing as missing:
         pytest.skip(str(missing))
-    home = DagsterHome(root / "dagster-home", world.env(models_dir))
-    daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
-    running = Orchestra(world, home, daemon, models_dir, root)
+    running: Orchestra | None = None
     try:
+        home = DagsterHome(root / "dagster-home", world.env(models_dir))
+        daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
+        running = Orchestra(world, home, daemon, models_dir, root)
         first = {name: running.rollout(name) for name in INSTALLED_FIRST}
         for name, run_id in first.items():
             run = running.wait_run(run_id)
@@ -59,7 +60,8 @@ def orchestra(
             assert running.history(name).stable is not None
         yield running
     finally:
-        running.daemon.stop()
+        if running:
+            running.daemon.stop()
         world.stop()
 
 
