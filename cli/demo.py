@@ -38,6 +38,7 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
     with no failed request and stable never below desired; bad, stuck: rolled back with
     stable untouched), 1 otherwise."""
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)
     running = Demo(folder, lambda line: click.echo(line))
     try:
         running.start(None if headless else port)
@@ -63,6 +64,10 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # the first signal stops the demo; later ones (a second Ctrl-C, `timeout` forwarding the
+    # same SIGTERM) must not cut the clean-up short and leave processes behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from k8s import labels as names
+from k8s import manifests
 from k8s.cluster import ClusterClient, ClusterError
 from spec import ReleaseSpec
 
@@ -105,15 +105,9 @@ class ReleaseHistory:
         def write(current: dict[str, Any] | None) -> dict[str, Any]:
             updated = change(_parse(current))
             result[:] = [updated]
-            body: dict[str, Any] = current or {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": config_map_name(self.spec),
-                    "namespace": self.spec.namespace,
-                    "labels": names.common_labels(self.spec),
-                },
-            }
+            body: dict[str, Any] = current or manifests.model_config_map(
+                self.spec, config_map_name(self.spec)
+            )
             body["data"] = {
                 DATA_KEY: json.dumps([asdict(r) for r in updated.releases], sort_keys=True),
                 "stable": updated.stable or "",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from k8s import labels as names
 from k8s import manifests
 from k8s.cluster import ClusterClient, ClusterError
 from spec import ReleaseSpec
@@ -71,15 +70,9 @@ class DeployLock:
                 log.warning(
                     "taking over %s's lock on %s: it has ended", held.holder, self.spec.name
                 )
-            body: dict[str, Any] = current or {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": lock_name(self.spec),
-                    "namespace": self.spec.namespace,
-                    "labels": names.common_labels(self.spec),
-                },
-            }
+            body: dict[str, Any] = current or manifests.model_config_map(
+                self.spec, lock_name(self.spec)
+            )
             body["data"] = {
                 "holder": holder,
                 "purpose": purpose,

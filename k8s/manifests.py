@@ -36,6 +36,19 @@ def namespace(spec: ReleaseSpec) -> Manifest:
     }
 
 
+def model_config_map(spec: ReleaseSpec, name: str) -> Manifest:
+    """An empty ConfigMap of the model's state (history, gate progress, deploy lock)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": spec.namespace,
+            "labels": names.common_labels(spec),
+        },
+    }
+
+
 def weights_storage(spec: ReleaseSpec) -> list[Manifest]:
     """An NFS PersistentVolume and its ReadOnlyMany claim; nothing for an existing claim."""
     nfs = spec.storage.nfs

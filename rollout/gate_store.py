@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from k8s import labels as names
+from k8s import manifests
 from k8s.cluster import ClusterClient
 from monitoring.gate import GateState
 from spec import ReleaseSpec
@@ -57,15 +57,9 @@ class GateStore:
 
     def write(self, record: GateRecord) -> None:
         def change(current: dict[str, Any] | None) -> dict[str, Any]:
-            body: dict[str, Any] = current or {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": store_name(self.spec),
-                    "namespace": self.spec.namespace,
-                    "labels": names.common_labels(self.spec),
-                },
-            }
+            body: dict[str, Any] = current or manifests.model_config_map(
+                self.spec, store_name(self.spec)
+            )
             body["data"] = {DATA_KEY: json.dumps(asdict(record), sort_keys=True)}
             return body
 

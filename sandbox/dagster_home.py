@@ -60,23 +60,19 @@ class DagsterHome:
     ) -> str:
         """`dagster job launch`: submit a run to the queue; its run id."""
         run_id = str(uuid.uuid4())
-        command = [
-            dagster_bin("dagster"),
-            "job",
-            "launch",
-            "-w",
-            str(WORKSPACE),
-            "-j",
-            job,
-            "--run-id",
-            run_id,
-            "--config-json",
-            json.dumps(run_config or {}),
-        ]
+        args = ["job", "launch", "-w", str(WORKSPACE), "-j", job, "--run-id", run_id]
+        args += ["--config-json", json.dumps(run_config or {})]
         if tags:
-            command += ["--tags", json.dumps(tags)]
-        result = subprocess.run(
-            command,
+            args += ["--tags", json.dumps(tags)]
+        result = self.cli(*args)
+        if result.returncode != 0:
+            raise RuntimeError(f"dagster job launch {job} failed:\n{result.stderr[-3000:]}")
+        return run_id
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the `dagster` command line against this home."""
+        return subprocess.run(
+            [dagster_bin("dagster"), *args],
             cwd=REPO_ROOT,
             env=self.environ(),
             capture_output=True,
@@ -84,9 +80,6 @@ class DagsterHome:
             check=False,
             timeout=120,
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"dagster job launch {job} failed:\n{result.stderr[-3000:]}")
-        return run_id
 
 
 class DagsterProcess(Running):

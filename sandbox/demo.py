@@ -36,6 +36,7 @@ MODEL = "demo-tiny"
 GROUP = "demo_tiny"
 SCENARIO_TIMEOUT_SECONDS = 900  # three CPU vLLM pods start slowly on a small laptop
 POLL_SECONDS = 2.0
+REPRINT_SECONDS = 15.0
 Say = Callable[[str], None]
 
 
@@ -225,6 +226,7 @@ class Demo:
             return 0
 
     _last_row = ""
+    _last_print = 0.0
 
     def _row(self, label: str) -> None:
         """One table row, printed when anything in it changed."""
@@ -239,8 +241,10 @@ class Demo:
             f"{history.canary or '-':15} {self._available('canary'):>6}  "
             f"{streaks:13} {gate:48.48} {load:>12}"
         )
-        if row != self._last_row:
-            self._last_row = row
+        # a new row when the state changes, and every REPRINT_SECONDS for the traffic counts
+        state = row[: -len(load)]
+        if state != self._last_row or time.monotonic() - self._last_print > REPRINT_SECONDS:
+            self._last_row, self._last_print = state, time.monotonic()
             self.say(time.strftime("%H:%M:%S ") + row)
 
     def _publish_revisions(self) -> None:

@@ -5,7 +5,6 @@ mounts into a command line on this machine."""
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ from sandbox.vllm_process import CPU_ENV, api_server_command, vllm_python
 DEFAULT_REGISTRY = Path(__file__).with_name("images.yaml")
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_DEFAULT_PORT = 8000
-# Each real vLLM pod gets its own core, as each real one gets its own GPU: two CPU servers
-# whose OpenMP threads share cores slow each other down a hundredfold.
-_next_core = itertools.count()
+# Each real vLLM pod gets the core fewest other vLLM servers are bound to, as each real one
+# gets its own GPU: CPU servers whose OpenMP threads share a core slow each other down badly.
+CORE_BINDING = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,7 @@ def launch_for(
         "PYTHONUNBUFFERED": "1",
     }
     if runtime == "vllm":
-        core = str(next(_next_core) % (os.cpu_count() or 1))
-        pinned = {"VLLM_CPU_OMP_THREADS_BIND": core}
+        pinned = {CORE_BINDING: least_busy_core()}
         return Launch(_vllm_argv(tokens, pod_ip), {**base, **pinned, **env, **CPU_ENV})
     if runtime == "metrics-emulator":
         port = _first_port(container) or VLLM_DEFAULT_PORT
@@ -129,6 +127,27 @@ def launch_for(
             },
         )
     raise ValueError(f"unknown runtime {runtime!r}")
+
+
+def least_busy_core() -> str:
+    """The CPU core the fewest running vLLM servers on this machine are bound to (read from
+    their environment in /proc; a server that ended frees its core)."""
+    counts = dict.fromkeys(range(os.cpu_count() or 1), 0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if VLLM_SERVER_MODULE.encode() not in (proc / "cmdline").read_bytes():
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        for item in environ:
+            if item.startswith(CORE_BINDING.encode() + b"="):
+                core = item.split(b"=", 1)[1].decode()
+                if core.isdigit() and int(core) in counts:
+                    counts[int(core)] += 1
+    return str(min(counts, key=lambda core: (counts[core], core)))
 
 
 def _vllm_argv(tokens: list[str], pod_ip: str) -> list[str]:

@@ -4,9 +4,6 @@ and running the queue, and runs launched with `dagster job launch` — as a user
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +15,11 @@ from kubernetes import client
 from k8s.cluster import ClusterClient
 from k8s.history import History, ReleaseHistory
 from rollout.gate_store import GateRecord, GateStore
-from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess, dagster_bin
+from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
 from sandbox.world import SandboxWorld
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR, REPO_ROOT, merged
+from tests.conftest import MODELS_DIR, merged
+from tests.fixtures.cluster import wait_for
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
 RUN_TIMEOUT = 240.0
@@ -160,8 +158,8 @@ class Orchestra:
         --delete`), and start the daemon again."""
         self.daemon.stop()
         if reset_cursor_of:
-            result = dagster_cli(
-                self.home, "sensor", "cursor", "--delete", reset_cursor_of, "-w", str(WORKSPACE)
+            result = self.home.cli(
+                "sensor", "cursor", "--delete", reset_cursor_of, "-w", str(WORKSPACE)
             )
             assert result.returncode == 0, result.stderr
         self.daemon = DagsterProcess.daemon(
@@ -173,32 +171,8 @@ def _finished(run: dg.DagsterRun) -> dg.DagsterRun | None:
     return run if run.is_finished else None
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
-    """Poll `condition` until truthy (returned) or fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 def write_models(folder: Path, specs: list[dict[str, Any]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         (folder / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder
-
-
-def dagster_cli(home: DagsterHome, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [dagster_bin("dagster"), *args],
-        cwd=REPO_ROOT,
-        env=home.environ(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
