@@ -133,8 +133,9 @@ class Demo:
         stable = ReleaseHistory(self.cluster, self.spec).read().stable or "?"
         self.say(f"stable release {stable} is serving; sending chat traffic through its Service")
         service = self.world.service_url(self.spec.namespace, self.spec.name)
-        # ~1 request/s reaches the canary (one pod of three): enough for `gate.min_requests`
-        self.load = LoadGenerator(service, "tiny-llama", rate=3.0, workers=3, chat=True).start()
+        # ~0.75 request/s reaches the canary (one pod of two): enough for `gate.min_requests`;
+        # more keeps the CPU too busy for a promoted pod to load beside the serving ones
+        self.load = LoadGenerator(service, "tiny-llama", rate=1.5, workers=2, chat=True).start()
         return stable
 
     # -- scenarios ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""`llm-rollout demo --headless`: the whole loop with real vLLM pods, as a newcomer runs it —
-a bad release and a stuck one rolled back on their own, then a good one canaried and promoted
-under steady traffic (stable never below desired, no request failing). One world for the
-three scenarios: each vLLM pod takes a minute to load on this machine."""
+"""`llm-rollout demo --headless`: the loop with real vLLM pods, as a newcomer runs it — a bad
+release and a stuck one rolled back on their own, in one world (each vLLM pod takes a minute
+to load on this machine). The good scenario's promotion under load is exercised by
+tests/pipelines/test_rollout_real_vllm.py; running it here too would add a third and fourth
+vLLM pod to a two-core machine and ten minutes to CI."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.conftest import REPO_ROOT
 DEMO_TIMEOUT_SECONDS = 2400
 
 
-def test_the_headless_demo_rolls_back_bad_and_stuck_releases_and_promotes_a_good_one(
+def test_the_headless_demo_rolls_back_a_bad_and_a_stuck_release(
     tmp_path: Path,
 ) -> None:
     try:
@@ -33,7 +34,7 @@ def test_the_headless_demo_rolls_back_bad_and_stuck_releases_and_promotes_a_good
             "--headless",
             "--dir",
             str(folder),
-            *("--scenario", "bad", "--scenario", "stuck", "--scenario", "good"),
+            *("--scenario", "bad", "--scenario", "stuck"),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -43,7 +44,7 @@ def test_the_headless_demo_rolls_back_bad_and_stuck_releases_and_promotes_a_good
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    for scenario in ("bad", "stuck", "good"):
+    for scenario in ("bad", "stuck"):
         assert f"PASS {scenario}" in output, output[-6000:]
     assert "pass/fail/err" in output  # the live table
 
@@ -59,8 +60,7 @@ def test_the_headless_demo_rolls_back_bad_and_stuck_releases_and_promotes_a_good
         ]
     assert not runs[dg.DagsterRunStatus.FAILURE]
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 2
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 4
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 0
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 3
     failed = [e for e in evaluations if e.metadata["decision"].value == "rollback"]
     assert failed and "success_rate" in str(failed[0].metadata["measurements"].value)
-    assert any(e.passed for e in evaluations)
