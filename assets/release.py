@@ -12,7 +12,7 @@ import dagster as dg
 
 from assets.naming import asset_key, group_name
 from k8s.cluster import ClusterError, RolloutStatus
-from k8s.history import History, UnknownRelease
+from k8s.history import History, ReleaseHistory, UnknownRelease
 from k8s.lifecycle import Lifecycle
 from k8s.lock import DeployLock
 from k8s.release import Release
@@ -285,8 +285,6 @@ def build_gate_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
         ),
     )
     def gate(kubernetes: KubernetesCluster, prometheus: PrometheusServer) -> dg.AssetCheckResult:
-        from k8s.history import ReleaseHistory
-
         canary = ReleaseHistory(kubernetes.client(), spec).read().canary
         if canary is None:
             return dg.AssetCheckResult(
