@@ -113,10 +113,20 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             with DeployLock(cluster, spec).held(
                 context.run_id, purpose, run_ended(context.instance)
             ):
+                before = lifecycle.history.read().stable
                 phase = apply_release(context, lifecycle, candidate)
+                after = lifecycle.history.read()
         except ClusterError as error:  # nothing retried: the failure sensor decides
             raise dg.Failure(description=str(error), allow_retries=False) from error
         context.log.info(f"{candidate.release_id}: {phase}")
+        if after.stable == candidate.release_id != before:  # installed or rolled out: live
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=asset_key(spec, "live"),
+                    description=phase,
+                    metadata=live_metadata(after, before),
+                )
+            )
         return dg.MaterializeResult(
             metadata={**release_metadata(candidate), "strategy": strategy, "phase": phase},
             data_version=dg.DataVersion(candidate.release_id),
@@ -279,7 +289,7 @@ def build_gate_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
         name=GATE_CHECK,
         description=(
             f"Canary vs stable over {spec.gate.window}: TTFT and inter-token latency (p99 "
-            f"against limits, means within {spec.gate.max_relative_regression:.0%} of stable), "
+            f"against limits, means at most {spec.gate.max_relative_regression:.0%} above stable), "
             "success rate, KV-cache usage, preemptions. Missing, stale or erroring metrics "
             "never pass."
         ),

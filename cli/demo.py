@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -52,7 +51,7 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
                 )
             sys.exit(0 if all(o.ok for o in outcomes) else 1)
         click.echo(UI_GUIDE.format(port=port))
-        threading.Event().wait()  # until Ctrl-C or SIGTERM
+        running.follow()  # until Ctrl-C or SIGTERM
     except DemoFailed as failure:
         click.echo(f"demo failed: {failure}", err=True)
         sys.exit(1)
@@ -74,13 +73,13 @@ def _interrupt(signum: int, frame: object) -> None:
 UI_GUIDE = """
 The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
 
-  Assets → demo_tiny: weights → image → release → live (release 1 is live and serving
+  Assets → demo_tiny: weights and image → release → live (release 1 is live, serving
   chat traffic). Then Jobs → demo_tiny_rollout → Launchpad, paste one of these, Launch:
 
     ops: {{demo_tiny__weights: {{config: {{revision: v2}}}}}}               # good: promoted
     ops: {{demo_tiny__weights: {{config: {{revision: v2-system-first}}}}}}  # bad: rolled back
     ops: {{demo_tiny__image: {{config: {{reference: "vllm/vllm-openai:v0.32.O"}}}}}}  # stuck
 
-  Watch Assets → demo_tiny → release → Checks → gate, and Automation → demo_tiny_gate.
-  Ctrl-C stops everything.
+  Watch Assets → demo_tiny → release → Checks → gate, and Automation → demo_tiny_gate;
+  the table below follows the same releases. Ctrl-C stops everything.
 """

@@ -160,9 +160,10 @@ def judge(
         canary, canary_problem = single(name, "canary")
         stable, _ = single(name, "stable")
         query = sources.get((name, "canary"), "")
-        threshold = f"{'≤' if higher_is_worse else '≥'} {label}" if limit is not None else "-"
+        bounds = [f"{'≤' if higher_is_worse else '≥'} {label}"] if limit is not None else []
         if relative:
-            threshold += f", ≤ stable × {1 + gate.max_relative_regression:g}"
+            bounds.append(f"≤ stable × {1 + gate.max_relative_regression:g}")
+        threshold = ", ".join(bounds) or "-"
         if canary_problem:
             outcome, reason = Outcome.ERROR, canary_problem
         elif not enough:
@@ -171,7 +172,7 @@ def judge(
                 (f"{_fmt(requests)} requests in the window, fewer than {gate.min_requests}"),
             )
         elif canary is None or math.isnan(canary):
-            outcome, reason = Outcome.INCONCLUSIVE, "no data (no traffic: 0/0)"
+            outcome, reason = Outcome.INCONCLUSIVE, "no data: no request completed (0/0)"
         elif limit is not None and (canary > limit if higher_is_worse else canary < limit):
             outcome, reason = Outcome.FAIL, f"{_fmt(canary)} breaks the SLO {label}"
         elif relative and _regressed(canary, stable, gate.max_relative_regression, floor):

@@ -183,6 +183,14 @@ class Demo:
             scenario.name, ok, f"{job} {'succeeded' if succeeded else 'failed'}: {summary}"
         )
 
+    def follow(self) -> None:
+        """With the UI: the same live table in the terminal while releases are launched from
+        the UI (until Ctrl-C)."""
+        self.say(HEADER)
+        while True:
+            self._row("ui")
+            time.sleep(POLL_SECONDS)
+
     # -- observing ----------------------------------------------------------------------
 
     @property

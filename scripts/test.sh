@@ -11,8 +11,9 @@ ensure_vllm_runtime
 # Real servers the tests talk to: an OCI registry (distribution 2.8) for image tag
 # checks; Prometheus (and promtool), Alertmanager (and amtool) for the gate and the rules.
 # procps (pgrep) checks that stopped sandboxes leave no process behind; Postgres stores
-# Dagster's runs, events and schedules in the scale-out tests.
-ensure_debian docker-registry prometheus prometheus-alertmanager procps postgresql
+# Dagster's runs, events and schedules in the scale-out tests; Chromium is the browser the
+# demo's UI test drives (through Playwright, with no browser download).
+ensure_debian docker-registry prometheus prometheus-alertmanager procps postgresql chromium fonts-dejavu-core
 
 say "ruff"
 ruff check .

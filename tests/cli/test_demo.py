@@ -1,8 +1,9 @@
-"""`llm-rollout demo --headless`: the loop with real vLLM pods, as a newcomer runs it — a bad
-release and a stuck one rolled back on their own, in one world (each vLLM pod takes a minute
-to load on this machine). The good scenario's promotion under load is exercised by
-tests/pipelines/test_rollout_real_vllm.py; running it here too would add a third and fourth
-vLLM pod to a two-core machine and ten minutes to CI."""
+"""`llm-rollout demo --headless`: the loop with real vLLM pods, as a newcomer runs it, all three
+scenarios in one world (each vLLM pod takes a minute or more to load on this machine): a good
+release canaried and promoted under chat traffic through the Service (stable never below its
+replicas, no request failed), then a bad one and a stuck one rolled back on their own.
+This is the real-vLLM end-to-end test of the release loop; tests/cli/test_demo_browser.py
+drives the same demo through the Dagster UI."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.conftest import REPO_ROOT
 DEMO_TIMEOUT_SECONDS = 2400
 
 
-def test_the_headless_demo_rolls_back_a_bad_and_a_stuck_release(
+def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_stuck_one(
     tmp_path: Path,
 ) -> None:
     try:
@@ -34,7 +35,7 @@ def test_the_headless_demo_rolls_back_a_bad_and_a_stuck_release(
             "--headless",
             "--dir",
             str(folder),
-            *("--scenario", "bad", "--scenario", "stuck"),
+            *("--scenario", "good", "--scenario", "bad", "--scenario", "stuck"),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -44,7 +45,7 @@ def test_the_headless_demo_rolls_back_a_bad_and_a_stuck_release(
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    for scenario in ("bad", "stuck"):
+    for scenario in ("good", "bad", "stuck"):
         assert f"PASS {scenario}" in output, output[-6000:]
     assert "pass/fail/err" in output  # the live table
 
@@ -60,7 +61,10 @@ def test_the_headless_demo_rolls_back_a_bad_and_a_stuck_release(
         ]
     assert not runs[dg.DagsterRunStatus.FAILURE]
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 2
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 0
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 3
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 4
+    promoted = [e for e in evaluations if e.metadata["decision"].value == "promote"]
+    assert len(promoted) == 1 and promoted[0].passed
+    assert promoted[0].metadata["canary_ttft_p99"].value > 0  # real vLLM histograms
     failed = [e for e in evaluations if e.metadata["decision"].value == "rollback"]
-    assert failed and "success_rate" in str(failed[0].metadata["measurements"].value)
+    assert any("success_rate" in str(e.metadata["measurements"].value) for e in failed)

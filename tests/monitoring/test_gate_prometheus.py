@@ -77,6 +77,11 @@ def test_a_healthy_canary_is_promoted_after_the_required_windows(
     ttft = next(m for m in second.measurements if m.name == "ttft_p99")
     assert ttft.canary is not None and 0 < ttft.canary < spec.gate.max_ttft_p99_seconds
     assert "histogram_quantile(0.99" in ttft.query
+    # each limit as the user reads it in the gate check's table
+    limits = {m.name: m.threshold for m in second.measurements}
+    relative = f"≤ stable × {1 + spec.gate.max_relative_regression:g}"
+    assert limits["ttft_p99"] == f"≤ {spec.gate.max_ttft_p99_seconds:g}s"  # p99s: SLOs only
+    assert limits["ttft_mean"] == relative
 
 
 @pytest.mark.parametrize(

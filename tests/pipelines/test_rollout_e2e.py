@@ -65,6 +65,19 @@ def orchestra(
         world.stop()
 
 
+def test_the_first_release_installed_as_stable_is_what_the_live_asset_shows(
+    orchestra: Orchestra,
+) -> None:
+    stable = orchestra.history("e2e-bad").stable
+    with orchestra.home.instance() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["e2e_bad", "live"]))
+    assert event is not None and event.asset_materialization is not None
+    live = event.asset_materialization
+    assert live.metadata["release_id"].value == stable
+    assert live.metadata["previous_release_id"].value == "none"
+    assert "installed as stable" in (live.description or "")
+
+
 def test_a_bad_release_is_rolled_back_by_the_gate_and_stable_is_untouched(
     orchestra: Orchestra,
 ) -> None:

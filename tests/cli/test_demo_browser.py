@@ -1,0 +1,221 @@
+"""The demo as a newcomer sees it: `llm-rollout demo` brings up the sandbox and `dagster dev`,
+then a real headless Chromium (Debian's `chromium`, driven by Playwright) opens the Dagster
+UI, finds the demo model's asset graph, launches `demo_tiny_rollout` from the Launchpad with
+the bad revision, sees the run succeed, the gate's verdicts appear as an asset check with the
+canary's values against the limits, and the rollback the gate sensor launched succeed.
+(The good release's promotion is the headless demo's first scenario, tests/cli/test_demo.py.)
+
+Screenshots go to the test's folder; with LLM_ROLLOUT_SCREENSHOTS=docs/screenshots they also
+replace the README's."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.ports import free_port
+from sandbox.vllm_process import VllmNotInstalled, vllm_python
+from tests.conftest import REPO_ROOT
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is a dev dependency: pip install -e '.[dev]'"
+)
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; scripts/test.sh installs it
+# as the machine's notes advise: no sandbox as root, and none of Chromium's calls home (this
+# machine's closed network refuses them, many at a time)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEMO_UP_SECONDS = 900  # environments are ready; the sandbox starts and release 1 installs
+RUN_SECONDS = 300  # the rollout run: weights fetched and verified, canary applied
+GATE_SECONDS = 900  # the canary's vLLM loads, warms up, fails its windows
+ROLLBACK_SECONDS = 300
+VIEWPORT = {"width": 1440, "height": 900}
+LOCATION = "__repository__@llm-rollout"
+# appended to the Launchpad's scaffolded config, as a user types it
+BAD_RELEASE_CONFIG = "ops:\n  demo_tiny__weights:\n    config:\n      revision: v2-system-first\n"
+SCREENSHOTS_ENV = "LLM_ROLLOUT_SCREENSHOTS"
+
+
+class DemoProcess:
+    """`llm-rollout demo` (UI mode) in the background, its output kept for the failure text."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.port = port
+        self.lines: list[str] = []
+        self.up = threading.Event()
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "llm-rollout"),
+                *("demo", "--dir", str(folder), "--port", str(port)),
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-80:])
+
+    def wait_up(self) -> None:
+        deadline = time.monotonic() + DEMO_UP_SECONDS
+        while not self.up.wait(5):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the demo did not come up:\n{self.output()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
+        return self.process.wait(timeout=120)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+            if "The demo is up" in line:
+                self.up.set()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
+    try:
+        vllm_python()
+    except VllmNotInstalled as missing:
+        pytest.skip(f"real vLLM is not installed here: {missing}")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
+    running = DemoProcess(tmp_path_factory.mktemp("demo-ui"), free_port())
+    try:
+        running.wait_up()
+        yield running
+    finally:
+        status = running.stop()
+    assert status == 0, f"the demo did not stop cleanly on Ctrl-C:\n{running.output()}"
+
+
+@pytest.fixture
+def page(demo: DemoProcess) -> Iterator[playwright_api.Page]:
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            opened = browser.new_page(viewport=VIEWPORT)
+            # Dagster's first-visit invitation to its community, dismissed whenever it shows
+            opened.add_locator_handler(
+                opened.get_by_text("Join the Dagster community"),
+                lambda: opened.get_by_role("button", name="Skip").click(),
+            )
+            yield opened
+        finally:
+            browser.close()
+
+
+class Shots:
+    """Screenshots into the test's folder and, when asked, into the README's folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        wanted = os.environ.get(SCREENSHOTS_ENV)
+        self.published = (REPO_ROOT / wanted) if wanted else None
+
+    def take(self, page: playwright_api.Page, name: str) -> None:
+        path = self.folder / f"{name}.png"
+        page.screenshot(path=str(path), animations="disabled")  # dialogs fully open
+        if self.published:
+            self.published.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, self.published / path.name)
+
+
+def metadata_value(page: playwright_api.Page, label: str) -> playwright_api.Locator:
+    """The value cell of one metadata row of the latest check execution."""
+    row = page.locator("tr", has=page.get_by_role("cell", name=label, exact=True))
+    return row.locator("td").nth(1)
+
+
+def run_row(page: playwright_api.Page, job: str) -> playwright_api.Locator:
+    """The run list's row of a job's run (Dagster 1.13 draws the list with divs)."""
+    return page.locator("[class*='RunsFeedRow_rowGrid']", has_text=job)
+
+
+def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_back(
+    demo: DemoProcess, page: playwright_api.Page, tmp_path: Path
+) -> None:
+    expect = playwright_api.expect
+    shots = Shots(tmp_path)
+
+    # the demo model's asset graph, release 1 materialized
+    page.goto(f"{demo.url}/locations/{LOCATION}/asset-groups/demo_tiny")
+    for asset in ("weights", "image", "release", "live"):
+        expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Materialized", exact=True).first).to_be_visible(timeout=60_000)
+    shots.take(page, "1-asset-graph")
+
+    # the Launchpad: the bad revision, typed under the scaffolded config, then Launch Run
+    page.goto(f"{demo.url}/locations/{LOCATION}/jobs/demo_tiny_rollout/playground")
+    editor = page.locator(".CodeMirror").first
+    expect(editor).to_be_visible(timeout=60_000)
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text(BAD_RELEASE_CONFIG)
+    expect(page.get_by_text("No errors")).to_be_visible(timeout=30_000)
+    shots.take(page, "2-launchpad")
+    page.get_by_role("button", name="Launch Run").click()
+
+    # the run page follows it to success; its tags say which model and release
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]+$"), timeout=60_000)
+    run_url = page.url
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=RUN_SECONDS * 1000)
+    expect(page.get_by_text("demo_tiny_rollout").first).to_be_visible()
+    shots.take(page, "3-rollout-run")
+
+    # the gate's verdicts on the release's asset check, until the one that rolls it back
+    deadline = time.monotonic() + GATE_SECONDS
+    while True:
+        page.goto(f"{demo.url}/assets/demo_tiny/release?view=checks")
+        expect(page.get_by_text("Latest execution")).to_be_visible(timeout=60_000)
+        decision = metadata_value(page, "decision")
+        if decision.count() and "rollback" in decision.inner_text():
+            break
+        assert time.monotonic() < deadline, f"no rollback verdict for {run_url}:\n{demo.output()}"
+        page.wait_for_timeout(10_000)
+    expect(page.get_by_text("Failed", exact=True).first).to_be_visible()
+    page.locator("tr", has_text="measurements").get_by_text("Show Markdown").click()
+    measurements = page.get_by_role("dialog")
+    expect(measurements).to_contain_text("success_rate")
+    expect(measurements).to_contain_text("≥ 0.99")
+    expect(measurements).to_contain_text("Fail")
+    shots.take(page, "4-gate-check")
+    page.get_by_role("button", name="Close").click()
+
+    # the rollback the gate sensor launched, in the run list
+    page.goto(f"{demo.url}/runs")
+    rollback = run_row(page, "demo_tiny_rollback")
+    expect(rollback).to_contain_text("demo_tiny_gate", timeout=ROLLBACK_SECONDS * 1000)
+    expect(rollback).to_contain_text("Success", timeout=ROLLBACK_SECONDS * 1000)
+    expect(rollback).to_contain_text("llm-rollout/release")
+    expect(run_row(page, "demo_tiny_promote")).to_have_count(0)
+    shots.take(page, "5-runs")
