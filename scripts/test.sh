@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: environments, linters (ruff; mypy on the domain packages), pytest.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k gate -x`.
+# With arguments, one pytest run with them, e.g. `bash scripts/test.sh -k gate -x`.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$REPO_ROOT"
@@ -20,5 +20,21 @@ ruff check .
 ruff format --check .
 say "mypy (domain packages)"
 mypy spec weights images k8s monitoring rollout
-say "pytest"
-pytest "$@"
+if [ $# -gt 0 ]; then
+  say "pytest $*"
+  exec pytest "$@"
+fi
+# The whole suite in two lanes at once: the machine mostly waits on servers, sensors and
+# pods, so the real-vLLM tests (one CPU vLLM world at a time) run beside everything else.
+# The other lane's output is printed when both are done.
+other_log="$(mktemp)"
+say "pytest, two lanes: real vLLM (shown live) and everything else (shown at the end)"
+pytest -m "not real_vllm" -p no:cacheprovider >"$other_log" 2>&1 &
+other=$!
+status=0
+pytest -m real_vllm || status=$?
+wait "$other" || status=$?
+say "pytest: everything but real vLLM"
+cat "$other_log"
+rm -f "$other_log"
+exit "$status"

@@ -4,13 +4,15 @@ one object, with a kubeconfig for the real `kubernetes` client and kubectl."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import random
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import yaml
 
@@ -28,6 +30,27 @@ from sandbox.running import Running
 
 log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 0.2  # how often controllers run; fast, so tests poll briefly
+NETWORK_CLAIMS = Path(tempfile.gettempdir()) / "llm-rollout-sandbox-networks"
+
+
+def claim_network() -> tuple[int, IO[str]]:
+    """A network number N (for 127.N.0.0/16) no other live sandbox on this machine holds: a
+    lock on a file per number, held while the cluster runs and freed by the OS when its
+    process ends."""
+    NETWORK_CLAIMS.mkdir(exist_ok=True)
+    candidates = list(range(1, 255))
+    random.SystemRandom().shuffle(candidates)
+    for network in candidates:
+        claim = (NETWORK_CLAIMS / f"{network}.lock").open("a")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            claim.close()
+            continue
+        return network, claim
+    raise RuntimeError("all 254 sandbox networks (127.N.0.0/16) are held by running sandboxes")
+
+
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 
 
@@ -85,7 +108,7 @@ class SandboxCluster(Running):
         self.store = ObjectStore()
         # Each cluster gets its own 127.N.0.0/16 (pods 127.N.10+.x, Services 127.N.1.x), so
         # several sandboxes (parallel test runs, a demo) never fight over an address.
-        self.network = random.SystemRandom().randint(1, 254)
+        self.network, self._network_claim = claim_network()
         self.kubelet = Kubelet(
             self.store, root, images or ImageRegistry.load(), self.record_event, self.network
         )
@@ -127,6 +150,7 @@ class SandboxCluster(Running):
         for proxy in self._proxies.values():
             proxy.stop()
         self.api.stop()
+        self._network_claim.close()  # the network is free for another sandbox
 
     def record_event(self, obj: Obj, kind: str, reason: str, message: str, source: str) -> None:
         """Add an Event about `obj`, as `kubectl describe` shows them."""

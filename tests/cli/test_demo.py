@@ -17,6 +17,8 @@ import pytest
 from sandbox.vllm_process import VllmNotInstalled, vllm_python
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane
+
 DEMO_TIMEOUT_SECONDS = 2400
 
 

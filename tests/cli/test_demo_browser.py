@@ -27,6 +27,8 @@ from sandbox.ports import free_port
 from sandbox.vllm_process import VllmNotInstalled, vllm_python
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane
+
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is a dev dependency: pip install -e '.[dev]'"
 )

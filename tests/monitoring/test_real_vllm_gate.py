@@ -23,6 +23,8 @@ from spec import ReleaseSpec, load_spec
 from tests.conftest import MODELS_DIR
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
 
+pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane
+
 WINDOW_SECONDS = 20
 
 

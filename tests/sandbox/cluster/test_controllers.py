@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import urllib.error
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.cluster.cluster import NodeSpec
+from sandbox.cluster.cluster import NETWORK_CLAIMS, NodeSpec, claim_network
 from sandbox.cluster.objects import scaled_value
 from tests.fixtures.cluster import Kube, deployment, start_kube, wait_for
 
@@ -233,3 +234,19 @@ def test_no_orphan_processes_after_stop(tmp_path: Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_live_sandboxes_never_share_a_network_and_a_stopped_one_frees_its_own() -> None:
+    # several sandboxes at once (the test lanes, a demo) must not hand out the same pod IPs
+    claims = [claim_network() for _ in range(20)]
+    networks = [network for network, _ in claims]
+    assert len(set(networks)) == len(networks), networks
+    network, claim = claims.pop()
+    lock = NETWORK_CLAIMS / f"{network}.lock"
+    with lock.open("a") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: nobody else gets it
+    claim.close()
+    with lock.open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # freed
+    for _, held in claims:
+        held.close()

@@ -18,6 +18,8 @@ import pytest
 from sandbox.vllm_process import VllmNotInstalled, vllm_python
 from tests.fixtures.cluster import GPU_TOLERATION, Kube, start_kube, wait_for
 
+pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane
+
 NAMESPACE = "llm"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 REPLICAS = 2  # one per core of a two-core machine (each pod gets its own core)
