@@ -113,18 +113,18 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             with DeployLock(cluster, spec).held(
                 context.run_id, purpose, run_ended(context.instance)
             ):
-                before = lifecycle.history.read().stable
-                phase = apply_release(context, lifecycle, candidate)
+                before = lifecycle.history.read()
+                phase = apply_release(context, lifecycle, candidate, before)
                 after = lifecycle.history.read()
         except ClusterError as error:  # nothing retried: the failure sensor decides
             raise dg.Failure(description=str(error), allow_retries=False) from error
         context.log.info(f"{candidate.release_id}: {phase}")
-        if after.stable == candidate.release_id != before:  # installed or rolled out: live
+        if after.stable == candidate.release_id != before.stable:  # installed or rolled out
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=asset_key(spec, "live"),
                     description=phase,
-                    metadata=live_metadata(after, before),
+                    metadata=live_metadata(after, before.stable),
                 )
             )
         return dg.MaterializeResult(
@@ -136,10 +136,10 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
 
 
 def apply_release(
-    context: dg.AssetExecutionContext, lifecycle: Lifecycle, candidate: Release
+    context: dg.AssetExecutionContext, lifecycle: Lifecycle, candidate: Release, history: History
 ) -> str:
-    """Apply a release the way the model's state calls for; the phase it is left in."""
-    history = lifecycle.history.read()
+    """Apply a release the way the model's state (`history`, read under the deploy lock)
+    calls for; the phase it is left in."""
     stable_name = lifecycle.stable_name()
     if history.stable == candidate.release_id:
         return "already stable: nothing to change"

@@ -31,6 +31,7 @@ from sandbox.running import Running
 log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 0.2  # how often controllers run; fast, so tests poll briefly
 NETWORK_CLAIMS = Path(tempfile.gettempdir()) / "llm-rollout-sandbox-networks"
+GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 
 
 def claim_network() -> tuple[int, IO[str]]:
@@ -49,9 +50,6 @@ def claim_network() -> tuple[int, IO[str]]:
             continue
         return network, claim
     raise RuntimeError("all 254 sandbox networks (127.N.0.0/16) are held by running sandboxes")
-
-
-GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 
 
 @dataclass(frozen=True)
