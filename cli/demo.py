@@ -50,7 +50,7 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
                     f"{'PASS' if outcome.ok else 'FAIL'} {outcome.scenario}: {outcome.summary}"
                 )
             sys.exit(0 if all(o.ok for o in outcomes) else 1)
-        click.echo(UI_GUIDE.format(port=port))
+        click.echo(UI_GUIDE.format(port=port, kubeconfig=running.world.cluster.kubeconfig))
         running.follow()  # until Ctrl-C or SIGTERM
     except DemoFailed as failure:
         click.echo(f"demo failed: {failure}", err=True)
@@ -82,4 +82,12 @@ The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
 
   Watch Assets → demo_tiny → release → Checks → gate, and Automation → demo_tiny_gate;
   the table below follows the same releases. Ctrl-C stops everything.
+
+  The sandbox cluster answers kubectl (and `llm-rollout status`) like a real one:
+
+    export KUBECONFIG={kubeconfig}
+    .venv/bin/kubectl -n llm-demo get deployments,pods
+    .venv/bin/kubectl -n llm-demo logs deployment/demo-tiny          # vLLM's own log
+    .venv/bin/kubectl -n llm-demo describe deployment demo-tiny-canary
+    .venv/bin/llm-rollout status models/demo-tiny.yaml
 """

@@ -14,14 +14,11 @@ from typing import Any
 import yaml
 
 from sandbox.vllm_metrics.behaviour import SCENARIOS
-from sandbox.vllm_process import CPU_ENV, api_server_command, vllm_python
+from sandbox.vllm_process import CORE_BINDING, CPU_ENV, api_server_command, vllm_python
 
 DEFAULT_REGISTRY = Path(__file__).with_name("images.yaml")
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_DEFAULT_PORT = 8000
-# Each real vLLM pod gets the core fewest other vLLM servers are bound to, as each real one
-# gets its own GPU: CPU servers whose OpenMP threads share a core slow each other down badly.
-CORE_BINDING = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 @dataclass(frozen=True)
@@ -85,6 +82,8 @@ def launch_for(
         "PYTHONUNBUFFERED": "1",
     }
     if runtime == "vllm":
+        # each real vLLM pod gets the core fewest other vLLM servers are bound to, as each
+        # real one gets its own GPU
         pinned = {CORE_BINDING: least_busy_core()}
         return Launch(_vllm_argv(tokens, pod_ip), {**base, **pinned, **env, **CPU_ENV})
     if runtime == "metrics-emulator":

@@ -2,7 +2,9 @@
 then a real headless Chromium (Debian's `chromium`, driven by Playwright) opens the Dagster
 UI, finds the demo model's asset graph, launches `demo_tiny_rollout` from the Launchpad with
 the bad revision, sees the run succeed, the gate's verdicts appear as an asset check with the
-canary's values against the limits, and the rollback the gate sensor launched succeed.
+canary's values against the limits, and the rollback the gate sensor launched succeed. In
+between, the kubectl and `llm-rollout status` lines the demo printed are run as pasted: the
+canary's real vLLM pod beside stable, vLLM's own log through `kubectl logs`.
 (The good release's promotion is the headless demo's first scenario, tests/cli/test_demo.py.)
 
 Screenshots go to the test's folder; with LLM_ROLLOUT_SCREENSHOTS=docs/screenshots they also
@@ -158,6 +160,29 @@ def metadata_value(page: playwright_api.Page, label: str) -> playwright_api.Loca
     return row.locator("td").nth(1)
 
 
+def run_guide_commands(demo: DemoProcess) -> dict[str, str]:
+    """The shell lines the demo printed for kubectl and `llm-rollout status`, run as a user
+    pastes them from the repository's folder: command → its output."""
+    start = next(i for i, line in enumerate(demo.lines) if "answers kubectl" in line)
+    lines = [line.strip() for line in demo.lines[start:]]
+    export = next(line for line in lines if line.startswith("export KUBECONFIG="))
+    commands = [line for line in lines if line.startswith(".venv/bin/")]
+    assert len(commands) >= 4, demo.output()
+    outputs = {}
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-c", f"{export}\n{command}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}:\n{done.stdout}{done.stderr}"
+        outputs[command.split("#")[0].strip()] = done.stdout
+    return outputs
+
+
 def run_row(page: playwright_api.Page, job: str) -> playwright_api.Locator:
     """The run list's row of a job's run (Dagster 1.13 draws the list with divs)."""
     return page.locator("[class*='RunsFeedRow_rowGrid']", has_text=job)
@@ -193,6 +218,17 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
     expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=RUN_SECONDS * 1000)
     expect(page.get_by_text("demo_tiny_rollout").first).to_be_visible()
     shots.take(page, "3-rollout-run")
+
+    # meanwhile in a terminal: the commands the demo printed show the canary beside stable
+    shell = run_guide_commands(demo)
+    get = shell[".venv/bin/kubectl -n llm-demo get deployments,pods"]
+    assert "deployment.apps/demo-tiny-canary" in get and "pod/demo-tiny-canary-" in get, get
+    vllm_log = shell[".venv/bin/kubectl -n llm-demo logs deployment/demo-tiny"]
+    assert "Starting vLLM server" in vllm_log, vllm_log[-2000:]
+    described = shell[".venv/bin/kubectl -n llm-demo describe deployment demo-tiny-canary"]
+    assert "Replicas:" in described, described
+    status = shell[".venv/bin/llm-rollout status models/demo-tiny.yaml"]
+    assert "<- stable" in status and "<- canary" in status, status
 
     # the gate's verdicts on the release's asset check, until the one that rolls it back
     deadline = time.monotonic() + GATE_SECONDS

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from sandbox.vllm_process import VllmProcess
 from spec import ReleaseSpec, load_spec
 from tests.conftest import MODELS_DIR
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
+from tests.fixtures.sandbox_servers import VllmPair
 
 pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane
 
@@ -53,29 +53,6 @@ def test_every_catalogued_name_is_exported_by_vllm_032(real_vllm: VllmProcess) -
     assert old.itl == "vllm:time_per_output_token_seconds"
 
 
-@pytest.fixture(scope="module")
-def vllm_pair(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[VllmProcess, VllmProcess]]:
-    """A stable and a canary server, each pinned to its own core: two CPU vLLM servers
-    whose compute threads share cores spin against each other and differ 100-fold, which
-    is a fact about this machine, not about the release."""
-    folder = tmp_path_factory.mktemp("vllm-pair")
-    with (
-        (folder / "stable.log").open("wb") as stable_log,
-        (folder / "canary.log").open("wb") as canary_log,
-        VllmProcess(
-            tiny_model_dir, log=stable_log, env={"VLLM_CPU_OMP_THREADS_BIND": "0"}
-        ) as stable,
-        VllmProcess(
-            tiny_model_dir, log=canary_log, env={"VLLM_CPU_OMP_THREADS_BIND": "1"}
-        ) as canary,
-    ):
-        stable.wait_healthy()
-        canary.wait_healthy()
-        yield stable, canary
-
-
 @pytest.fixture
 def spec() -> ReleaseSpec:
     demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
@@ -93,9 +70,9 @@ def spec() -> ReleaseSpec:
 
 
 def test_the_gate_passes_two_real_vllm_servers_under_load(
-    vllm_pair: tuple[VllmProcess, VllmProcess], prometheus: LocalPrometheus, spec: ReleaseSpec
+    real_vllm_pair: VllmPair, prometheus: LocalPrometheus, spec: ReleaseSpec
 ) -> None:
-    real_vllm, canary_vllm = vllm_pair
+    real_vllm, canary_vllm = real_vllm_pair.stable, real_vllm_pair.canary
     for _ in range(5):  # warm up: first batches of a fresh server compile and allocate
         complete(real_vllm.url)
         complete(canary_vllm.url)
