@@ -24,23 +24,17 @@ if [ $# -gt 0 ]; then
   say "pytest $*"
   exec pytest "$@"
 fi
-# The whole suite in three lanes at once: the machine mostly waits on servers, sensors and
-# pods. The real-vLLM tests (one CPU vLLM world at a time) are shown live; the daemon's
-# end-to-end rollouts (`late`) and everything else are printed when all are done.
-say "pytest, three lanes: real vLLM (shown live), daemon end to end, everything else"
-e2e_log="$(mktemp)"
-rest_log="$(mktemp)"
-pytest -m "late and not real_vllm" -p no:cacheprovider >"$e2e_log" 2>&1 &
-e2e=$!
-pytest -m "not late and not real_vllm" -p no:cacheprovider >"$rest_log" 2>&1 &
-rest=$!
+# The whole suite in two lanes at once: the machine mostly waits on servers, sensors and
+# pods, so the real-vLLM tests (one CPU vLLM world at a time) run beside everything else.
+# The other lane's output is printed when both are done.
+other_log="$(mktemp)"
+say "pytest, two lanes: real vLLM (shown live) and everything else (shown at the end)"
+pytest -m "not real_vllm" -p no:cacheprovider >"$other_log" 2>&1 &
+other=$!
 status=0
 pytest -m real_vllm || status=$?
-wait "$e2e" || status=$?
-wait "$rest" || status=$?
-say "pytest: the daemon's end-to-end rollouts"
-cat "$e2e_log"
-say "pytest: everything else"
-cat "$rest_log"
-rm -f "$e2e_log" "$rest_log"
+wait "$other" || status=$?
+say "pytest: everything but real vLLM"
+cat "$other_log"
+rm -f "$other_log"
 exit "$status"

@@ -49,8 +49,8 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
 @pytest.hookimpl(tryfirst=True)  # before `-m` picks tests by these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests of the session-wide real vLLM servers are real-vLLM tests too; `late` modules
-    (long end-to-end runs) go after everything else in a plain pytest run (scripts/test.sh
-    gives them a lane of their own)."""
+    (long end-to-end runs) go after everything else (in scripts/test.sh's parallel lanes they
+    then overlap the real-vLLM lane's rollbacks rather than its promotion)."""
     for item in items:
         if "real_vllm_pair" in getattr(item, "fixturenames", ()):  # real_vllm uses it too
             item.add_marker(pytest.mark.real_vllm)
