@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from sandbox.demo import SCENARIOS, Demo, DemoFailed
+from k8s.labels import deployment_name
+from sandbox.dagster_home import REPO_ROOT
+from sandbox.demo import DEMO_SPEC, SCENARIOS, Demo, DemoFailed
 
 
 @click.command()
@@ -50,7 +52,16 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
                     f"{'PASS' if outcome.ok else 'FAIL'} {outcome.scenario}: {outcome.summary}"
                 )
             sys.exit(0 if all(o.ok for o in outcomes) else 1)
-        click.echo(UI_GUIDE.format(port=port, kubeconfig=running.world.cluster.kubeconfig))
+        click.echo(
+            UI_GUIDE.format(
+                port=port,
+                kubeconfig=running.world.cluster.kubeconfig,
+                namespace=running.spec.namespace,
+                stable=deployment_name(running.spec, "stable"),
+                canary=deployment_name(running.spec, "canary"),
+                spec=DEMO_SPEC.relative_to(REPO_ROOT),
+            )
+        )
         running.follow()  # until Ctrl-C or SIGTERM
     except DemoFailed as failure:
         click.echo(f"demo failed: {failure}", err=True)
@@ -86,8 +97,8 @@ The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
   The sandbox cluster answers kubectl (and `llm-rollout status`) like a real one:
 
     export KUBECONFIG={kubeconfig}
-    .venv/bin/kubectl -n llm-demo get deployments,pods
-    .venv/bin/kubectl -n llm-demo logs deployment/demo-tiny          # vLLM's own log
-    .venv/bin/kubectl -n llm-demo describe deployment demo-tiny-canary
-    .venv/bin/llm-rollout status models/demo-tiny.yaml
+    .venv/bin/kubectl -n {namespace} get deployments,pods
+    .venv/bin/kubectl -n {namespace} logs deployment/{stable}          # vLLM's own log
+    .venv/bin/kubectl -n {namespace} describe deployment {canary}
+    .venv/bin/llm-rollout status {spec}
 """
