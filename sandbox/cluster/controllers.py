@@ -198,6 +198,11 @@ class DeploymentController:
     def _update_status(self, deployment: Obj, digest: str, created: bool) -> None:
         namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
         live = self.store.get(self.deployments, namespace, name)
+        if live["metadata"].get("generation") != deployment["metadata"].get("generation"):
+            # A client changed the spec during this pass: a status written now would claim the
+            # new generation with the old template's counts (a rollout "complete" before it
+            # began). Kubernetes' controller gets a conflict here; the next pass starts over.
+            return
         replicasets, _ = self.store.list(self.replicasets, namespace)
         owned = [rs for rs in replicasets if is_owned_by(rs, live)]
         new = next((rs for rs in owned if labels(rs).get(TEMPLATE_HASH) == digest), None)

@@ -7,13 +7,16 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.cluster.cluster import NETWORK_CLAIMS, NodeSpec, claim_network
+from sandbox.cluster.controllers import DeploymentController
 from sandbox.cluster.objects import scaled_value
+from sandbox.cluster.store import ObjectStore
 from tests.fixtures.cluster import Kube, deployment, start_kube, wait_for
 
 
@@ -55,6 +58,56 @@ def test_percentages_round_as_kubernetes_does(
     value: int | str, total: int, round_up: bool, expected: int
 ) -> None:
     assert scaled_value(value, total, round_up, "25%") == expected
+
+
+class WriteDuringThePass(ObjectStore):
+    """A store where a client's write lands just after the controller lists Deployments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: Callable[[], None] | None = None
+
+    def list(self, resource: Any, *args: Any, **kwargs: Any) -> tuple[list[Any], int]:
+        found = super().list(resource, *args, **kwargs)
+        if self.pending and resource.kind == "Deployment":
+            write, self.pending = self.pending, None
+            write()
+        return found
+
+
+def test_a_spec_change_during_a_controller_pass_is_not_reported_as_rolled_out() -> None:
+    # CI once saw a rolling update to an unknown image reported complete: the controller's
+    # pass had listed the old spec, the client applied the new one, and the status written at
+    # the end claimed the new generation with the old ReplicaSet's counts.
+    store = WriteDuringThePass()
+    controller = DeploymentController(store)
+    deployments, pods = store.resource("deployments.apps"), store.resource("pods")
+    store.create(deployments, "default", deployment("emu", replicas=1))
+    controller.reconcile()
+    for pod in store.list(pods, "default")[0]:  # the kubelet's part: the stable pod is ready
+        pod["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+        store.replace(pods, "default", pod["metadata"]["name"], pod, subresource="status")
+    controller.reconcile()
+    controller.reconcile()
+    stable = store.get(deployments, "default", "emu")["status"]
+    assert (stable["observedGeneration"], stable["updatedReplicas"]) == (1, 1)
+
+    def client_applies_a_new_image() -> None:
+        live = store.get(deployments, "default", "emu")
+        live["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.sandbox.local/x:2"
+        store.replace(deployments, "default", "emu", live)
+
+    store.pending = client_applies_a_new_image
+    controller.reconcile()
+    raced = store.get(deployments, "default", "emu")
+    assert raced["metadata"]["generation"] == 2
+    assert raced["status"]["observedGeneration"] == 1  # not a claim about the new spec
+
+    controller.reconcile()
+    controller.reconcile()  # the new ReplicaSet's surge pod exists; it can never be ready
+    seen = store.get(deployments, "default", "emu")["status"]
+    assert seen["observedGeneration"] == 2
+    assert (seen["updatedReplicas"], seen["availableReplicas"], seen["replicas"]) == (1, 1, 2)
 
 
 def test_rolling_update_keeps_every_replica_available(kube: Kube) -> None:
