@@ -5,7 +5,7 @@ plus the `gate` check on the release that the gate sensor reports into.
 No `from __future__ import annotations`: Dagster reads the context annotation at load.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -101,7 +101,7 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
     )
     def release(
         context: dg.AssetExecutionContext, kubernetes: KubernetesCluster
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         commit = upstream_value(context, asset_key(spec, "weights"), "commit")
         image = upstream_value(context, asset_key(spec, "image"), "pinned")
         candidate = Release(spec, commit, image)
@@ -119,18 +119,18 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         except ClusterError as error:  # nothing retried: the failure sensor decides
             raise dg.Failure(description=str(error), allow_retries=False) from error
         context.log.info(f"{candidate.release_id}: {phase}")
-        if after.stable == candidate.release_id != before.stable:  # installed or rolled out
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=asset_key(spec, "live"),
-                    description=phase,
-                    metadata=live_metadata(after, before.stable),
-                )
-            )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={**release_metadata(candidate), "strategy": strategy, "phase": phase},
             data_version=dg.DataVersion(candidate.release_id),
         )
+        if after.stable == candidate.release_id != before.stable:  # installed or rolled out
+            # After the release's own event: `live` has no data provenance, so the UI calls it
+            # "Unsynced" when its upstream `release` was materialized later than it.
+            yield dg.AssetMaterialization(
+                asset_key=asset_key(spec, "live"),
+                description=phase,
+                metadata=live_metadata(after, before.stable),
+            )
 
     return release
 

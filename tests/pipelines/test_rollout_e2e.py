@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
 
 from pipelines.definitions import build_definitions
 from pipelines.resources import WeightsStore
@@ -78,6 +80,13 @@ def test_the_first_release_installed_as_stable_is_what_the_live_asset_shows(
     assert live.metadata["release_id"].value == stable
     assert live.metadata["previous_release_id"].value == "none"
     assert "installed as stable" in (live.description or "")
+    # What the UI's "Unsynced" badge reads: live recorded after the release it serves.
+    graph = build_definitions([orchestra.spec("e2e-bad")]).resolve_asset_graph()
+    with orchestra.home.instance() as instance:
+        resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+        status = resolver.get_status(dg.AssetKey(["e2e_bad", "live"]))
+        causes = resolver.get_stale_causes(dg.AssetKey(["e2e_bad", "live"]))
+    assert status == StaleStatus.FRESH, [cause.reason for cause in causes]
 
 
 def test_a_bad_release_is_rolled_back_by_the_gate_and_stable_is_untouched(
