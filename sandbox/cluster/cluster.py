@@ -9,6 +9,7 @@ import logging
 import random
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,9 @@ from sandbox.running import Running
 
 log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 0.2  # how often controllers run; fast, so tests poll briefly
+# With no write since the last pass only the kubelet (probes, restarts) runs every time; the
+# other controllers still run this often for what time alone changes (progress deadlines).
+IDLE_PASS_SECONDS = 1.0
 NETWORK_CLAIMS = Path(tempfile.gettempdir()) / "llm-rollout-sandbox-networks"
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 
@@ -178,15 +182,21 @@ class SandboxCluster(Running):
     # -- the control loop ---------------------------------------------------------------
 
     def _run(self) -> None:
+        every_step = (
+            self._bind_claims,
+            self.deployments.reconcile,
+            self.jobs.reconcile,
+            self.scheduler.schedule,
+            self.kubelet.sync,
+            self._sync_services,
+        )
+        seen, last_full = -1, 0.0
         while not self._stopped.wait(RECONCILE_SECONDS):
-            for step in (
-                self._bind_claims,
-                self.deployments.reconcile,
-                self.jobs.reconcile,
-                self.scheduler.schedule,
-                self.kubelet.sync,
-                self._sync_services,
-            ):
+            revision = self.store.revision  # before the pass: its own writes call for another
+            full = revision != seen or time.monotonic() - last_full >= IDLE_PASS_SECONDS
+            if full:
+                seen, last_full = revision, time.monotonic()
+            for step in every_step if full else (self.kubelet.sync,):
                 try:
                     step()
                 except Exception:  # a bug in one controller must not stop the others

@@ -309,6 +309,7 @@ class DeploymentController:
         if len(alive) < wanted:
             for _ in range(wanted - len(alive)):
                 self._create_pod(replicaset)
+            alive = self._alive_pods(replicaset)
         elif len(alive) > wanted:
             # delete the least useful first: unscheduled, then not ready, then the newest
             ranked = sorted(
@@ -321,12 +322,7 @@ class DeploymentController:
             )
             for pod in ranked[: len(alive) - wanted]:
                 self.store.delete(self.pods, namespace, pod["metadata"]["name"])
-        pods, _ = self.store.list(self.pods, namespace)
-        alive = [
-            p
-            for p in pods
-            if is_owned_by(p, replicaset) and "deletionTimestamp" not in p["metadata"]
-        ]
+            alive = self._alive_pods(replicaset)
         ready = sum(1 for p in alive if pod_is_ready(p))
         status = {
             "replicas": len(alive),
@@ -341,6 +337,14 @@ class DeploymentController:
             self.store.replace(
                 self.replicasets, namespace, live["metadata"]["name"], live, subresource="status"
             )
+
+    def _alive_pods(self, replicaset: Obj) -> list[Obj]:
+        pods, _ = self.store.list(self.pods, replicaset["metadata"]["namespace"])
+        return [
+            p
+            for p in pods
+            if is_owned_by(p, replicaset) and "deletionTimestamp" not in p["metadata"]
+        ]
 
     def _create_pod(self, replicaset: Obj) -> None:
         template = copy.deepcopy(replicaset["spec"]["template"])

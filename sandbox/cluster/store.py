@@ -3,8 +3,8 @@ field ownership, owner-reference garbage collection, and a watchable event log."
 
 from __future__ import annotations
 
-import copy
 import json
+import pickle
 import threading
 import time
 import uuid
@@ -21,6 +21,12 @@ from sandbox.cluster.selectors import field_matcher, label_matcher
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (resource.qualified, namespace, name)
 EVENT_LOG_LIMIT = 20000  # older watch resumptions get 410 Gone, as from a real API server
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of stored JSON-like data, several times faster than `copy.deepcopy` (the
+    controllers copy every object they read, five times a second)."""
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
 
 
 class ApiError(Exception):
@@ -77,6 +83,11 @@ class ObjectStore:
     def resource(self, qualified: str) -> Resource:
         return self._resources[qualified]
 
+    @property
+    def revision(self) -> int:
+        """The latest resourceVersion: it moves on every write, and only then."""
+        return self._revision
+
     # -- reads --------------------------------------------------------------------------
 
     def get(self, resource: Resource, namespace: str, name: str) -> Obj:
@@ -84,7 +95,7 @@ class ObjectStore:
             obj = self._objects.get((resource.qualified, namespace, name))
             if obj is None:
                 raise not_found(resource, name)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def list(
         self,
@@ -96,20 +107,22 @@ class ObjectStore:
         """Matching objects (every namespace when `namespace` is None) and the revision."""
         labels, fields = label_matcher(label_selector), field_matcher(field_selector)
         with self._changed:
+            wanted = sorted(
+                (key, obj)
+                for key, obj in self._objects.items()
+                if key[0] == resource.qualified and (namespace is None or key[1] == namespace)
+            )
             items = [
-                copy.deepcopy(obj)
-                for (qualified, ns, _), obj in sorted(self._objects.items())
-                if qualified == resource.qualified
-                and (namespace is None or ns == namespace)
-                and labels(obj["metadata"].get("labels") or {})
-                and fields(obj)
+                clone(obj)
+                for _, obj in wanted
+                if labels(obj["metadata"].get("labels") or {}) and fields(obj)
             ]
             return items, self._revision
 
     # -- writes -------------------------------------------------------------------------
 
     def create(self, resource: Resource, namespace: str, obj: Obj, manager: str = "") -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         metadata = obj.setdefault("metadata", {})
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
@@ -160,7 +173,7 @@ class ObjectStore:
                     "again",
                     {"name": name, "group": resource.group, "kind": resource.plural},
                 )
-            return self._update(resource, live, copy.deepcopy(obj), manager, subresource)
+            return self._update(resource, live, clone(obj), manager, subresource)
 
     def apply(
         self,
@@ -178,7 +191,7 @@ class ObjectStore:
                 "Invalid",
                 "PATCH, fieldManager: Required value: is required for apply patch",
             )
-        applied = copy.deepcopy(applied)
+        applied = clone(applied)
         applied.setdefault("metadata", {})["name"] = name
         with self._changed:
             key = (resource.qualified, namespace, name)
@@ -210,8 +223,8 @@ class ObjectStore:
                 self.create(resource, namespace, merged)
                 stored = self._objects[key]
                 stored["metadata"]["managedFields"] = owners
-                return copy.deepcopy(stored)
-            return self._update(resource, copy.deepcopy(live), merged, "", None)
+                return clone(stored)
+            return self._update(resource, clone(live), merged, "", None)
 
     def delete(self, resource: Resource, namespace: str, name: str, graceful: bool = True) -> Obj:
         """Delete an object; a running pod is only marked, and its kubelet finishes the job."""
@@ -219,12 +232,12 @@ class ObjectStore:
             live = self._live(resource, namespace, name)
             if resource.kind == "Pod" and graceful and live.get("spec", {}).get("nodeName"):
                 if "deletionTimestamp" not in live["metadata"]:
-                    marked = copy.deepcopy(live)
+                    marked = clone(live)
                     marked["metadata"]["deletionTimestamp"] = now_iso()
                     grace = live["spec"].get("terminationGracePeriodSeconds", 30)
                     marked["metadata"]["deletionGracePeriodSeconds"] = grace
                     return self._commit(resource, self._key(live), marked, "MODIFIED")
-                return copy.deepcopy(live)
+                return clone(live)
             return self._remove(resource, live)
 
     def finalize_pod(self, namespace: str, name: str) -> None:
@@ -304,7 +317,7 @@ class ObjectStore:
         live = self._objects.get((resource.qualified, namespace, name))
         if live is None:
             raise not_found(resource, name)
-        return copy.deepcopy(live)
+        return clone(live)
 
     def _check_namespace(self, resource: Resource, namespace: str) -> None:
         if not resource.namespaced:
@@ -322,7 +335,7 @@ class ObjectStore:
     ) -> Obj:
         metadata = live["metadata"]
         if subresource == "status":
-            result = copy.deepcopy(live)
+            result = clone(live)
             result["status"] = new.get("status", {})
         else:
             result = new
@@ -350,7 +363,7 @@ class ObjectStore:
             if manager:
                 fieldmanagers.record_update(live, result, manager)
         if _without_version(result) == _without_version(live):
-            return copy.deepcopy(self._objects[self._key(live)])  # no-op: no new revision
+            return clone(self._objects[self._key(live)])  # no-op: no new revision
         return self._commit(resource, self._key(live), result, "MODIFIED")
 
     def _commit(self, resource: Resource, key: Key, obj: Obj, kind: str) -> Obj:
@@ -358,7 +371,7 @@ class ObjectStore:
         obj["metadata"]["resourceVersion"] = str(self._revision)
         self._objects[key] = obj
         self._record(kind, resource, obj)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def _remove(self, resource: Resource, live: Obj) -> Obj:
         key = self._key(live)
@@ -371,15 +384,15 @@ class ObjectStore:
             dependent_resource = by_kind(dependent["apiVersion"], dependent["kind"])
             assert dependent_resource is not None
             if dependent_resource.kind == "Pod" and dependent.get("spec", {}).get("nodeName"):
-                marked = copy.deepcopy(dependent)
+                marked = clone(dependent)
                 marked["metadata"].setdefault("deletionTimestamp", now_iso())
                 self._commit(dependent_resource, self._key(marked), marked, "MODIFIED")
             else:
-                self._remove(dependent_resource, copy.deepcopy(dependent))
-        return copy.deepcopy(live)
+                self._remove(dependent_resource, clone(dependent))
+        return clone(live)
 
     def _record(self, kind: str, resource: Resource, obj: Obj) -> None:
-        self._events.append(WatchEvent(self._revision, kind, resource, copy.deepcopy(obj)))
+        self._events.append(WatchEvent(self._revision, kind, resource, clone(obj)))
         if len(self._events) > EVENT_LOG_LIMIT:
             del self._events[: len(self._events) - EVENT_LOG_LIMIT]
         self._changed.notify_all()
@@ -391,7 +404,7 @@ def _spec_of(obj: Obj) -> str:
 
 
 def _without_version(obj: Obj) -> str:
-    clean = copy.deepcopy(obj)
+    clean = clone(obj)
     clean["metadata"].pop("resourceVersion", None)
     for entry in clean["metadata"].get("managedFields") or []:
         entry.pop("time", None)
