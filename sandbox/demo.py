@@ -93,6 +93,7 @@ class Demo:
         self.process: DagsterProcess | None = None
         self.load: LoadGenerator | None = None
         self.home: DagsterHome | None = None
+        self._instance: dg.DagsterInstance | None = None
         self.spec: ReleaseSpec = load_spec(DEMO_SPEC)
 
     # -- bringing it up -----------------------------------------------------------------
@@ -117,6 +118,8 @@ class Demo:
         self.say(f"logs: {self.folder / 'dagster.log'}, pods: {self.world.root / 'cluster'}")
 
     def stop(self) -> None:
+        if self._instance is not None:
+            self._instance.dispose()
         if self.load:
             self.load.stop()
         if self.process:
@@ -202,11 +205,17 @@ class Demo:
         assert self.home is not None
         return self.home.launch(f"{GROUP}_rollout", run_config)
 
-    def _wait_run(self, run_id: str, tick: Callable[[], None]) -> dg.DagsterRun:
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        """Opened once: the demo polls it every couple of seconds."""
         assert self.home is not None
+        if self._instance is None:
+            self._instance = self.home.instance()
+        return self._instance
+
+    def _wait_run(self, run_id: str, tick: Callable[[], None]) -> dg.DagsterRun:
         while True:
-            with self.home.instance() as instance:
-                run = instance.get_run_by_id(run_id)
+            run = self.instance.get_run_by_id(run_id)
             if run is not None and run.is_finished:
                 if run.status != dg.DagsterRunStatus.SUCCESS:
                     raise DemoFailed(f"run {run_id} ({run.job_name}) failed; see the Dagster UI")
@@ -215,16 +224,12 @@ class Demo:
             time.sleep(POLL_SECONDS)
 
     def _decision_run(self, canary: str | None) -> dg.DagsterRun | None:
-        assert self.home is not None
-        with self.home.instance() as instance:
-            for job in ("promote", "rollback"):
-                runs = instance.get_runs(
-                    dg.RunsFilter(
-                        job_name=f"{GROUP}_{job}", tags={"llm-rollout/release": canary or ""}
-                    )
-                )
-                if runs:
-                    return runs[0]
+        for job in ("promote", "rollback"):
+            runs = self.instance.get_runs(
+                dg.RunsFilter(job_name=f"{GROUP}_{job}", tags={"llm-rollout/release": canary or ""})
+            )
+            if runs:
+                return runs[0]
         return None
 
     def _available(self, track: str) -> int:

@@ -4,7 +4,7 @@ and running the queue, and runs launched with `dagster job launch` — as a user
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Orchestra:
     daemon: DagsterProcess
     models_dir: Path
     log_dir: Path
+    _instance: dg.DagsterInstance | None = field(default=None, init=False, repr=False)
 
     # -- models and cluster state ------------------------------------------------------
 
@@ -81,6 +82,19 @@ class Orchestra:
 
     # -- Dagster ------------------------------------------------------------------------
 
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        """One instance for every query: opening one costs more CPU than the query (polling
+        with a fresh one each time was most of the test process's CPU)."""
+        if self._instance is None:
+            self._instance = self.home.instance()
+        return self._instance
+
+    def close(self) -> None:
+        if self._instance is not None:
+            self._instance.dispose()
+            self._instance = None
+
     def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
         return self.home.launch(job, run_config)
 
@@ -94,8 +108,7 @@ class Orchestra:
         return self.launch(f"{group}_rollout", {"ops": ops} if ops else None)
 
     def run(self, run_id: str) -> dg.DagsterRun:
-        with self.home.instance() as instance:
-            found = instance.get_run_by_id(run_id)
+        found = self.instance.get_run_by_id(run_id)
         assert found is not None, run_id
         return found
 
@@ -105,8 +118,7 @@ class Orchestra:
         return run
 
     def errors(self, run_id: str) -> str:
-        with self.home.instance() as instance:
-            records = instance.all_logs(run_id)
+        records = self.instance.all_logs(run_id)
         lines = []
         for record in records:
             event = record.dagster_event
@@ -118,30 +130,27 @@ class Orchestra:
 
     def runs(self, job: str, status: dg.DagsterRunStatus | None = None) -> list[dg.DagsterRun]:
         filters = dg.RunsFilter(job_name=job, statuses=[status] if status else [])
-        with self.home.instance() as instance:
-            return list(instance.get_runs(filters))
+        return list(self.instance.get_runs(filters))
 
     def run_times(self, run_id: str) -> tuple[float, float]:
         """When a run started and ended (epoch seconds)."""
-        with self.home.instance() as instance:
-            record = instance.get_run_record_by_id(run_id)
+        record = self.instance.get_run_record_by_id(run_id)
         assert record is not None and record.start_time and record.end_time, run_id
         return record.start_time, record.end_time
 
     def sensor_ticks(self, sensor: str) -> list[Any]:
         """The sensor's ticks, newest first."""
-        with self.home.instance() as instance:
-            states = [s for s in instance.all_instigator_state() if s.instigator_name == sensor]
-            assert states, f"no sensor named {sensor}"
-            return list(
-                instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=500)
-            )
+        instance = self.instance
+        states = [s for s in instance.all_instigator_state() if s.instigator_name == sensor]
+        assert states, f"no sensor named {sensor}"
+        return list(
+            instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=500)
+        )
 
     def gate_evaluations(self, name: str) -> list[dict[str, Any]]:
         """The gate check's recorded evaluations (newest first): passed + metadata."""
         key = dg.AssetCheckKey(dg.AssetKey([name.replace("-", "_"), "release"]), "gate")
-        with self.home.instance() as instance:
-            records = instance.event_log_storage.get_asset_check_execution_history(key, limit=200)
+        records = self.instance.event_log_storage.get_asset_check_execution_history(key, limit=200)
         found = []
         for record in records:
             evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]

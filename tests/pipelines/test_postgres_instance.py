@@ -77,6 +77,7 @@ def orchestra_on_postgres(
         yield running
     finally:
         if running:
+            running.close()
             running.daemon.stop()
         world.stop()
 

@@ -65,6 +65,7 @@ def orchestra(
         yield running
     finally:
         if running:
+            running.close()
             running.daemon.stop()
         world.stop()
 
@@ -73,8 +74,7 @@ def test_the_first_release_installed_as_stable_is_what_the_live_asset_shows(
     orchestra: Orchestra,
 ) -> None:
     stable = orchestra.history("e2e-bad").stable
-    with orchestra.home.instance() as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey(["e2e_bad", "live"]))
+    event = orchestra.instance.get_latest_materialization_event(dg.AssetKey(["e2e_bad", "live"]))
     assert event is not None and event.asset_materialization is not None
     live = event.asset_materialization
     assert live.metadata["release_id"].value == stable
@@ -82,10 +82,10 @@ def test_the_first_release_installed_as_stable_is_what_the_live_asset_shows(
     assert "installed as stable" in (live.description or "")
     # What the UI's "Unsynced" badge reads: live recorded after the release it serves.
     graph = build_definitions([orchestra.spec("e2e-bad")]).resolve_asset_graph()
-    with orchestra.home.instance() as instance:
-        resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-        status = resolver.get_status(dg.AssetKey(["e2e_bad", "live"]))
-        causes = resolver.get_stale_causes(dg.AssetKey(["e2e_bad", "live"]))
+    instance = orchestra.instance
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    status = resolver.get_status(dg.AssetKey(["e2e_bad", "live"]))
+    causes = resolver.get_stale_causes(dg.AssetKey(["e2e_bad", "live"]))
     assert status == StaleStatus.FRESH, [cause.reason for cause in causes]
 
 
