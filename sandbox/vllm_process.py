@@ -26,6 +26,12 @@ CPU_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Keep compiled kernels in torch inductor's own cache, keyed by the graph itself, which every
+    # server of the same architecture shares. vLLM's AOT cache (the default) points inductor at a
+    # folder keyed by the model's path and every VLLM_* variable, the core binding included, so
+    # a pod on another core or serving another commit compiled afresh: ~80 s of a start here,
+    # and a promoted stable pod (the canary's commit on stable's core) always did.
+    "VLLM_USE_AOT_COMPILE": "0",
 }
 
 
