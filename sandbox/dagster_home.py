@@ -38,6 +38,7 @@ class DagsterHome:
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "dagster.yaml").exists():
             shutil.copy(SHIPPED_INSTANCE_CONFIG, home / "dagster.yaml")
+        self._shared: dg.DagsterInstance | None = None
         # create the SQLite storage once, before several processes race to create it
         with self.instance():
             pass
@@ -51,6 +52,20 @@ class DagsterHome:
         # environment when it is opened
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("DAGSTER_")})
         return dg.DagsterInstance.from_config(str(self.home))
+
+    @property
+    def shared(self) -> dg.DagsterInstance:
+        """One instance kept open for this process's polling: opening one costs more CPU than
+        a query (a fresh one per poll was most of the e2e test process's CPU). `close()`
+        disposes of it."""
+        if self._shared is None:
+            self._shared = self.instance()
+        return self._shared
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.dispose()
+            self._shared = None
 
     def launch(
         self,

@@ -93,7 +93,6 @@ class Demo:
         self.process: DagsterProcess | None = None
         self.load: LoadGenerator | None = None
         self.home: DagsterHome | None = None
-        self._instance: dg.DagsterInstance | None = None
         self.spec: ReleaseSpec = load_spec(DEMO_SPEC)
 
     # -- bringing it up -----------------------------------------------------------------
@@ -118,8 +117,8 @@ class Demo:
         self.say(f"logs: {self.folder / 'dagster.log'}, pods: {self.world.root / 'cluster'}")
 
     def stop(self) -> None:
-        if self._instance is not None:
-            self._instance.dispose()
+        if self.home:
+            self.home.close()
         if self.load:
             self.load.stop()
         if self.process:
@@ -207,11 +206,8 @@ class Demo:
 
     @property
     def instance(self) -> dg.DagsterInstance:
-        """Opened once: the demo polls it every couple of seconds."""
         assert self.home is not None
-        if self._instance is None:
-            self._instance = self.home.instance()
-        return self._instance
+        return self.home.shared
 
     def _wait_run(self, run_id: str, tick: Callable[[], None]) -> dg.DagsterRun:
         while True:

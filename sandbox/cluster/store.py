@@ -24,8 +24,8 @@ EVENT_LOG_LIMIT = 20000  # older watch resumptions get 410 Gone, as from a real 
 
 
 def clone(obj: Any) -> Any:
-    """A deep copy of stored JSON-like data, several times faster than `copy.deepcopy` (the
-    controllers copy every object they read, five times a second)."""
+    """A deep copy of stored JSON-like data, several times faster than `copy.deepcopy` (every
+    read copies, and the controllers read every object on each pass)."""
     return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
 
 

@@ -4,7 +4,7 @@ and running the queue, and runs launched with `dagster job launch` — as a user
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class Orchestra:
     daemon: DagsterProcess
     models_dir: Path
     log_dir: Path
-    _instance: dg.DagsterInstance | None = field(default=None, init=False, repr=False)
 
     # -- models and cluster state ------------------------------------------------------
 
@@ -84,16 +83,10 @@ class Orchestra:
 
     @property
     def instance(self) -> dg.DagsterInstance:
-        """One instance for every query: opening one costs more CPU than the query (polling
-        with a fresh one each time was most of the test process's CPU)."""
-        if self._instance is None:
-            self._instance = self.home.instance()
-        return self._instance
+        return self.home.shared
 
     def close(self) -> None:
-        if self._instance is not None:
-            self._instance.dispose()
-            self._instance = None
+        self.home.close()
 
     def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
         return self.home.launch(job, run_config)
