@@ -8,8 +8,11 @@ from typing import Literal
 
 from sandbox.faultbook import FaultBook as SandboxFaultBook
 
-FaultKind = Literal["corrupt", "cut", "truncate", "slow", "status"]
+FaultKind = Literal["corrupt", "cut", "cut_every", "ignore_range", "truncate", "slow", "status"]
 Route = Literal["any", "api", "resolve"]
+# Faults that change the bytes of a file answer; they apply where the bytes are sent (the
+# resolve route for small files, the CDN for LFS files), never to a HEAD or a redirect.
+CONTENT_FAULTS = frozenset({"corrupt", "cut", "cut_every", "ignore_range", "truncate"})
 
 
 @dataclass
@@ -17,7 +20,11 @@ class Fault:
     """One misbehaviour.
 
     - `corrupt`: flip the byte at `offset` of a downloaded file (the headers stay honest).
-    - `cut`: promise the whole file, send `offset` bytes, then drop the connection.
+    - `cut`: promise the whole file, send up to file offset `offset`, then drop the connection.
+    - `cut_every`: drop every file response after `offset` bytes of body (a link that drops
+      every N bytes: each request makes N bytes of progress, none finishes a bigger file).
+    - `ignore_range`: answer a Range request with 200 and the whole file, as proxies that
+      strip or ignore Range do.
     - `truncate`: send only `offset` bytes, as a complete response (the file is shorter than
       the tree listing says, as with a broken mirror).
     - `slow`: wait `delay_seconds` before answering.

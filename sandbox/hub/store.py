@@ -15,6 +15,10 @@ from sandbox.hub.gitobjects import TreeEntry, blob_oid, commit_oid, lfs_pointer,
 LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "*.h5", "*.msgpack", "*.onnx")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 FIRST_COMMIT_TIME = 1_735_689_600  # 2025-01-01, so commit ids do not depend on the clock
+# Git's default abbreviation: the Hub resolves a unique commit prefix at least this long, as
+# `git rev-parse` does (e.g. the 7-hex ids the Hub's web pages show).
+SHORT_SHA_MIN = 7
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,28 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    gated_token: str | None = None  # when set, requests must carry this bearer token
+    pulls: dict[int, str] = field(default_factory=dict)  # refs/pr/<n> → commit
+    # When set, the repo is gated: metadata stays public, file downloads need this token
+    # (the one account that accepted the terms).
+    gated_token: str | None = None
 
     def resolve(self, revision: str) -> Commit | None:
-        """The commit a branch, tag or full commit id points at, or None."""
+        """The commit a revision names, or None. As on the Hub: a branch or tag (short or as
+        `refs/heads/…`, `refs/tags/…`), `refs/pr/<n>`, a full commit id, or a unique prefix
+        of one of at least `SHORT_SHA_MIN` hex digits."""
         oid = self.branches.get(revision) or self.tags.get(revision)
+        if oid is None and revision.startswith("refs/heads/"):
+            oid = self.branches.get(revision.removeprefix("refs/heads/"))
+        if oid is None and revision.startswith("refs/tags/"):
+            oid = self.tags.get(revision.removeprefix("refs/tags/"))
+        if oid is None and revision.startswith("refs/pr/"):
+            number = revision.removeprefix("refs/pr/")
+            oid = self.pulls.get(int(number)) if number.isdigit() else None
         if oid is None and revision in self.commits:
             oid = revision
+        if oid is None and SHORT_SHA_MIN <= len(revision) < 40 and set(revision) <= _HEX:
+            candidates = [commit for commit in self.commits if commit.startswith(revision)]
+            oid = candidates[0] if len(candidates) == 1 else None  # ambiguous: unknown
         return self.commits.get(oid) if oid else None
 
 
@@ -117,13 +136,22 @@ class RepoStore:
                 raise KeyError(f"{repo_id} has no commit {commit}")
             repo.branches[branch] = commit
 
+    def open_pull_request(self, repo_id: str, folder: Path, message: str = "PR") -> tuple[int, str]:
+        """Commit `folder` as a new pull request (`refs/pr/<n>`); return (n, commit id)."""
+        commit = self.commit_folder(repo_id, folder, message=message, move_branch=False)
+        with self._lock:
+            repo = self.repos[repo_id]
+            number = max(repo.pulls, default=0) + 1
+            repo.pulls[number] = commit
+        return number, commit
+
     def tag(self, repo_id: str, tag: str, commit: str) -> None:
         """Create or move a tag."""
         with self._lock:
             self.repos[repo_id].tags[tag] = commit
 
     def set_gated(self, repo_id: str, token: str | None) -> None:
-        """Require `token` for every request to this repo (None opens it again)."""
+        """Gate the repo: its files need `token`, its metadata stays public (None opens it)."""
         with self._lock:
             self.repos[repo_id].gated_token = token
 
