@@ -18,12 +18,28 @@ from k8s.lock import DeployLock
 from k8s.release import Release
 from monitoring.gate import Outcome, Verdict
 from pipelines.resources import KubernetesCluster, PrometheusServer
-from rollout.controller import judge_window
-from rollout.gate_store import GateRecord
+from rollout import controller
+from rollout.machine import (
+    ActionFailed,
+    Installed,
+    Override,
+    Phase,
+    Promoted,
+    RolledBack,
+    RolledOut,
+    RolloutRecord,
+    Started,
+    may_promote,
+)
+from rollout.store import RolloutStore
 from spec import ReleaseSpec
 
 MODEL_TAG = "llm-rollout/model"
 RELEASE_TAG = "llm-rollout/release"
+# The controller's run key of the promote or rollback a run carries out: the gate sensor
+# finds the run by it, whoever launched it.
+STEP_TAG = "llm-rollout/step"
+OVERRIDE_TAG = "llm-rollout/override-reason"
 # Runs with this tag change a model's Deployments; dagster.yaml lets one run per value at a time.
 DEPLOY_TAG = "llm-rollout/deploy"
 GATE_CHECK = "gate"
@@ -139,21 +155,35 @@ def apply_release(
     context: dg.AssetExecutionContext, lifecycle: Lifecycle, candidate: Release, history: History
 ) -> str:
     """Apply a release the way the model's state (`history`, read under the deploy lock)
-    calls for; the phase it is left in."""
+    calls for, reporting each step to the release controller; the phase it is left in."""
+    spec, cluster = lifecycle.spec, lifecycle.cluster
     stable_name = lifecycle.stable_name()
-    if history.stable == candidate.release_id:
+    release_id = candidate.release_id
+    if history.stable == release_id:
         return "already stable: nothing to change"
     if history.stable is None:
         lifecycle.first_release(candidate)
         wait_complete(context, lifecycle, stable_name, "the first release")
+        controller.report(spec, cluster, Installed(release_id))
         return "installed as stable (first release: nothing to compare a canary with)"
-    if lifecycle.spec.rollout.strategy == "canary":
+    if spec.rollout.strategy == "canary":
         lifecycle.start_canary(candidate)
-        return "canary started; the gate sensor decides"
+        controller.report(spec, cluster, Started(release_id, history.stable, "canary"))
+        return "canary started; the release controller gates it"
+    controller.report(spec, cluster, Started(release_id, history.stable, "rolling"))
     lifecycle.start_rolling(candidate)
-    wait_complete(context, lifecycle, stable_name, "the rolling update")
-    lifecycle.history.mark(stable=candidate.release_id)
-    return "rolled out as stable"
+    status = lifecycle.wait(stable_name, logged_polls(context.log, stable_name))
+    if status.phase != "complete":
+        # the controller rolls back to the previous stable (its sensor launches the run)
+        controller.report(spec, cluster, ActionFailed(release_id, status.reason))
+        raise dg.Failure(
+            description=f"the rolling update did not complete: {status.reason}; the release "
+            f"controller rolls back to {history.stable}",
+            allow_retries=False,
+        )
+    lifecycle.history.mark(stable=release_id)
+    controller.report(spec, cluster, RolledOut(release_id))
+    return "rolled out as stable; the release controller bakes it"
 
 
 def wait_complete(
@@ -166,49 +196,101 @@ def wait_complete(
         )
 
 
+class PromoteConfig(dg.Config):
+    """Launchpad options of a promotion. Without them only a canary the release controller
+    decided to promote is promoted."""
+
+    override_reason: str = ""  # promote without the gate's decision: why (recorded)
+
+
 def build_live_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
-    """`<model>/live`: promote the canary to stable."""
+    """`<model>/live`: promote the canary to stable, when the release controller says so."""
 
     @dg.asset(
         key=asset_key(spec, "live"),
         group_name=group_name(spec),
         deps=[asset_key(spec, "release")],
         kinds={"kubernetes"},
+        output_required=False,
         description=(
             f"The release every user of `{spec.name}` is served (the stable Deployment). "
-            "Materialized by promoting the canary: stable rolls to its release with zero "
-            "unavailable pods, then the canary is scaled to zero. A promotion that stalls is "
-            "rolled back at once."
+            "Materialized by promoting the canary once the release controller decided so "
+            "(the gate sensor launches it); in any other run — Materialize all, a selection — "
+            "it promotes nothing and is not materialized. A person may promote anyway with "
+            "`override_reason`, which is recorded."
         ),
         tags={MODEL_TAG: spec.name},
     )
     def live(
-        context: dg.AssetExecutionContext, kubernetes: KubernetesCluster
-    ) -> dg.MaterializeResult:
+        context: dg.AssetExecutionContext, config: PromoteConfig, kubernetes: KubernetesCluster
+    ) -> Iterator[dg.MaterializeResult]:
         cluster = kubernetes.client()
         lifecycle = Lifecycle(cluster, spec, actor=context.run_id)
+        store = RolloutStore(cluster, spec)
         with DeployLock(cluster, spec).held(
             context.run_id, "promotion", run_ended(context.instance)
         ):
             before = lifecycle.history.read()
-            if before.canary is None:
-                context.log.info("no canary to promote: reporting the stable release")
-            else:
-                context.instance.add_run_tags(context.run_id, {RELEASE_TAG: before.canary})
+            record = store.read()
+            why_not = may_promote(record, before.canary)
+            if why_not and not config.override_reason.strip():
+                context.log.warning(
+                    f"not promoting: {why_not}. The release controller promotes a canary once "
+                    f"its gate passes; to promote anyway, launch {group_name(spec)}_promote with "
+                    f"ops.{group_name(spec)}__live.config.override_reason"
+                )
+                return
+            canary = before.canary
+            assert canary is not None  # may_promote said why otherwise
+            if why_not:
+                record = override_promotion(context, cluster, lifecycle, canary, config)
+            context.instance.add_run_tags(
+                context.run_id, {RELEASE_TAG: canary, STEP_TAG: record.run_key()}
+            )
+            try:
                 status = lifecycle.promote(logged_polls(context.log, lifecycle.stable_name()))
-                if status.phase != "complete":
-                    lifecycle.rollback()
-                    raise dg.Failure(
-                        description=(
-                            f"promoting {before.canary} stalled ({status.reason}); rolled back "
-                            f"to {before.stable}"
-                        ),
-                        allow_retries=False,
-                    )
+            except ClusterError as error:
+                controller.report(spec, cluster, ActionFailed(canary, str(error)))
+                raise dg.Failure(
+                    description=f"promoting {canary} failed: {error}; the release controller "
+                    f"rolls back to {before.stable}",
+                    allow_retries=False,
+                ) from error
+            if status.phase != "complete":
+                controller.report(spec, cluster, ActionFailed(canary, status.reason))
+                raise dg.Failure(
+                    description=(
+                        f"promoting {canary} stalled ({status.reason}); the release controller "
+                        f"rolls back to {before.stable}"
+                    ),
+                    allow_retries=False,
+                )
+            controller.report(spec, cluster, Promoted(canary))
             after = lifecycle.history.read()
-        return dg.MaterializeResult(metadata=live_metadata(after, before.stable))
+        yield dg.MaterializeResult(
+            metadata=live_metadata(after, before.stable, decided_by=record.decided_by)
+        )
 
     return live
+
+
+def override_promotion(
+    context: dg.AssetExecutionContext,
+    cluster: Any,
+    lifecycle: Lifecycle,
+    canary: str,
+    config: PromoteConfig,
+) -> RolloutRecord:
+    """Record a person's promotion against (or ahead of) the gate: on the run, in the
+    release history and in the controller's record."""
+    who = f"run {context.run_id[:8]}"
+    reason = config.override_reason.strip()
+    context.instance.add_run_tags(context.run_id, {OVERRIDE_TAG: reason[:200]})
+    lifecycle.history.annotate(canary, decision=f"promote by {who}: {reason}")
+    context.log.warning(f"promoting {canary} by hand, overriding the gate: {reason}")
+    return controller.report(
+        lifecycle.spec, cluster, Override(canary, "promote", by=who, reason=reason)
+    )
 
 
 def live_metadata(history: History, previous: str | None, **extra: Any) -> dict[str, Any]:
@@ -226,20 +308,21 @@ def live_metadata(history: History, previous: str | None, **extra: Any) -> dict[
 
 
 class RollbackConfig(dg.Config):
-    """Launchpad options of a rollback."""
+    """Launchpad options of a rollback: why (required, recorded) and, optionally, which
+    recorded release to restore."""
 
-    release_id: str | None = None  # a recorded release id; unset: the last stable one
-    reason: str = "launched by hand"
+    reason: str  # why: recorded in the release history and shown by `llm-rollout status`
+    release_id: str | None = None  # a recorded release id; unset: the one before the newest
 
 
 def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
-    """Drop the canary and restore the last stable release (or a chosen one) exactly."""
+    """Drop the canary and restore the previous stable release (or a chosen one) exactly."""
 
     @dg.op(
         name=f"{group_name(spec)}__rollback",
         description=(
             f"Scale `{spec.name}`'s canary to zero and re-apply a recorded release (default: "
-            "the last stable one) exactly as it was applied."
+            "the stable release before the newest one) exactly as it was applied."
         ),
         tags={MODEL_TAG: spec.name},
     )
@@ -248,22 +331,44 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
     ) -> None:
         cluster = kubernetes.client()
         lifecycle = Lifecycle(cluster, spec, actor=context.run_id)
+        store = RolloutStore(cluster, spec)
+        step = context.run.tags.get(STEP_TAG)  # set when the controller launched this run
         context.log.info(f"rolling back {spec.name}: {config.reason}")
         try:
             with DeployLock(cluster, spec).held(
                 context.run_id, "rollback", run_ended(context.instance)
             ):
                 before = lifecycle.history.read()
-                status = lifecycle.rollback(
-                    config.release_id, logged_polls(context.log, lifecycle.stable_name())
-                )
+                record = store.read()
+                if step and (record.phase is not Phase.ROLLING_BACK or record.run_key() != step):
+                    context.log.info(
+                        f"nothing to do: the controller's record moved on ({record.release_id} "
+                        f"is {record.phase.value}: {record.reason})"
+                    )
+                    return
+                if not step:
+                    record = hand_rollback(context, cluster, lifecycle, record, config.reason)
+                target = config.release_id or rollback_target(record, before)
+                try:
+                    status = lifecycle.rollback(
+                        target, logged_polls(context.log, lifecycle.stable_name())
+                    )
+                except ClusterError as error:
+                    controller.report(spec, cluster, ActionFailed(record.release_id, str(error)))
+                    raise
+                if status.phase != "complete":
+                    controller.report(spec, cluster, ActionFailed(record.release_id, status.reason))
+                    raise dg.Failure(
+                        description=f"the rollback did not complete: {status.reason}",
+                        allow_retries=False,
+                    )
+                if record.release_id:
+                    controller.report(spec, cluster, RolledBack(record.release_id))
+                    if step:  # decided by the controller: not launched again automatically
+                        lifecycle.history.annotate(record.release_id, rejected=config.reason)
                 after = lifecycle.history.read()
         except (UnknownRelease, ClusterError) as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error
-        if status.phase != "complete":
-            raise dg.Failure(
-                description=f"the rollback did not complete: {status.reason}", allow_retries=False
-            )
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=asset_key(spec, "live"),
@@ -278,6 +383,34 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
         )
 
     return rollback
+
+
+def rollback_target(record: RolloutRecord, history: History) -> str | None:
+    """What a rollback restores: the stable release before the record's, once the record's
+    release may already be stable (promoting, baking, done); else stable (the canary goes)."""
+    if record.previous and record.phase in (Phase.PROMOTING, Phase.BAKING, Phase.DONE):
+        return record.previous
+    if record.previous and record.phase is Phase.ROLLING_BACK:
+        return record.previous
+    return history.stable
+
+
+def hand_rollback(
+    context: dg.OpExecutionContext,
+    cluster: Any,
+    lifecycle: Lifecycle,
+    record: RolloutRecord,
+    reason: str,
+) -> RolloutRecord:
+    """Record a person's rollback (always allowed) on the run, the history and the record."""
+    who = f"run {context.run_id[:8]}"
+    context.instance.add_run_tags(context.run_id, {OVERRIDE_TAG: reason[:200]})
+    if not record.release_id:
+        return record
+    lifecycle.history.annotate(record.release_id, decision=f"rollback by {who}: {reason}")
+    return controller.report(
+        lifecycle.spec, cluster, Override(record.release_id, "rollback", by=who, reason=reason)
+    )
 
 
 def build_gate_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
@@ -295,15 +428,18 @@ def build_gate_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
         ),
     )
     def gate(kubernetes: KubernetesCluster, prometheus: PrometheusServer) -> dg.AssetCheckResult:
-        canary = ReleaseHistory(kubernetes.client(), spec).read().canary
-        if canary is None:
+        cluster = kubernetes.client()
+        history = ReleaseHistory(cluster, spec).read()
+        record = RolloutStore(cluster, spec).read()
+        if not record.phase.judged:
             return dg.AssetCheckResult(
                 passed=True,
                 severity=dg.AssetCheckSeverity.WARN,
-                description="no canary is running: nothing to judge",
+                description=f"nothing to judge: {record.release_id or spec.name} is "
+                f"{record.phase.value}",
             )
-        verdict = judge_window(spec, canary, GateRecord(canary), prometheus.metrics())
-        evaluation = gate_evaluation(spec, canary, verdict)
+        verdict = controller.measure_window(spec, record, history, prometheus.metrics())
+        evaluation = gate_evaluation(spec, record, verdict)
         return dg.AssetCheckResult(
             passed=evaluation.passed,
             severity=evaluation.severity,
@@ -315,9 +451,10 @@ def build_gate_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
 
 
 def gate_evaluation(
-    spec: ReleaseSpec, release_id: str, verdict: Verdict, chart: str = ""
+    spec: ReleaseSpec, record: RolloutRecord, verdict: Verdict, chart: str = ""
 ) -> dg.AssetCheckEvaluation:
-    """A judged window as the gate check's result: every value against its limit."""
+    """A judged window as the gate check's result: every value against its limit, and the
+    phase the controller is in after it. Holding and rolling back are errors (they alert)."""
     rows = ["| metric | canary | stable | limit | outcome |", "|---|---|---|---|---|"]
     numbers: dict[str, Any] = {}
     for m in verdict.measurements:
@@ -328,23 +465,24 @@ def gate_evaluation(
         if m.canary is not None and m.canary == m.canary:  # plotted in the UI; NaN is not
             numbers[f"canary_{m.name}"] = dg.MetadataValue.float(m.canary)
     queries = "\n".join(f"{q.metric}/{q.track}: {q.promql}" for q in verdict.queries)
+    alarming = verdict.window is Outcome.FAIL or record.phase in (
+        Phase.HOLDING,
+        Phase.ROLLING_BACK,
+    )
     return dg.AssetCheckEvaluation(
         asset_key=asset_key(spec, "release"),
         check_name=GATE_CHECK,
         passed=verdict.window is Outcome.PASS,
-        severity=(
-            dg.AssetCheckSeverity.ERROR
-            if verdict.window is Outcome.FAIL
-            else dg.AssetCheckSeverity.WARN
-        ),
-        description=f"{verdict.decision.value}: {verdict.reason}",
+        severity=dg.AssetCheckSeverity.ERROR if alarming else dg.AssetCheckSeverity.WARN,
+        description=f"{record.phase.value}: {record.reason}",
         metadata={
-            "release_id": release_id,
-            "decision": verdict.decision.value,
+            "release_id": record.release_id,
+            "phase": record.phase.value,
             "window": verdict.window.value,
-            "passes_in_a_row": verdict.state.passes,
-            "failures_in_a_row": verdict.state.failures,
-            "errors_in_a_row": verdict.state.errors,
+            "window_reason": verdict.reason,
+            "passes_in_a_row": record.passes,
+            "failures_in_a_row": record.failures,
+            "errors_in_a_row": record.errors,
             "measurements": dg.MetadataValue.md("\n".join(rows)),
             "queries": dg.MetadataValue.text(queries),
             **({"chart": dg.MetadataValue.md(f"```\n{chart}\n```")} if chart else {}),

@@ -80,6 +80,9 @@ class FieldOwnershipConflict(ClusterError):
         )
 
 
+UNSCHEDULABLE = "Unschedulable"  # the reason a pod's PodScheduled condition gives
+
+
 @dataclass(frozen=True)
 class RolloutStatus:
     """Where a Deployment's rollout stands, trusting status only once it is observed."""
@@ -90,6 +93,7 @@ class RolloutStatus:
     updated: int
     available: int
     ready: int
+    unschedulable: bool = False  # stalled only because no node has room for a pod (yet)
 
     @property
     def done(self) -> bool:
@@ -256,7 +260,7 @@ class ClusterClient:
         deployment = self.get("Deployment", name, namespace)
         spec, status = deployment["spec"], deployment.get("status") or {}
         desired = int(spec.get("replicas", 1))
-        counts = {
+        counts: dict[str, Any] = {
             "desired": desired,
             "updated": int(status.get("updatedReplicas", 0)),
             "available": int(status.get("availableReplicas", 0)),
@@ -276,7 +280,8 @@ class ClusterClient:
             return RolloutStatus("stalled", f"ProgressDeadlineExceeded: {detail}", **counts)
         trouble = self._pod_trouble(deployment, only_fatal=True)
         if trouble:
-            return RolloutStatus("stalled", trouble, **counts)
+            waiting = trouble.startswith(UNSCHEDULABLE)
+            return RolloutStatus("stalled", trouble, **counts, unschedulable=waiting)
         if (
             counts["updated"] >= desired
             and counts["available"] >= desired
@@ -320,7 +325,7 @@ class ClusterClient:
                     condition.get("type") == "PodScheduled"
                     and condition.get("reason") == "Unschedulable"
                 ):
-                    return f"Unschedulable: {condition.get('message', '')}"
+                    return f"{UNSCHEDULABLE}: {condition.get('message', '')}"
         return None
 
     # -- plumbing -----------------------------------------------------------------------

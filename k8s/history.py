@@ -4,7 +4,7 @@ full manifests and which release is stable. Any recorded release can be re-appli
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,11 @@ class ReleaseRecord:
     recorded_at: str
     manifests: list[dict[str, Any]]
     recorded_by: str = ""  # who applied it (a Dagster run id): "did this run touch the cluster?"
+    vllm_version: str = ""  # what its pods run: the gate queries each track by its names
+    # why the controller rolled it back, if it did: not launched again automatically
+    rejected: str = ""
+    # people's decisions about it: "<when> <action> by <who>: <reason>"
+    decisions: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,10 @@ class ReleaseHistory:
         """Add (or refresh) a release, keeping the newest `KEEP_RELEASES` and the stable."""
 
         def change(history: History) -> History:
+            earlier = history.find(record.release_id)
             releases = [r for r in history.releases if r.release_id != record.release_id]
-            releases.append(record)
+            # launched again (by hand): the rejection no longer holds, people's words do
+            releases.append(replace(record, decisions=earlier.decisions) if earlier else record)
             removable = [r for r in releases if r.release_id != history.stable]
             overflow = max(0, len(releases) - KEEP_RELEASES)
             dropped = {r.release_id for r in removable[:overflow]}  # oldest first
@@ -96,6 +103,28 @@ class ReleaseHistory:
                 stable or history.stable,
                 None if clear_canary else (canary or history.canary),
             )
+
+        return self._update(change)
+
+    def annotate(
+        self, release_id: str, rejected: str | None = None, decision: str | None = None
+    ) -> History:
+        """Record on a release why it was rolled back, or a person's decision about it."""
+
+        def change(history: History) -> History:
+            releases = []
+            for r in history.releases:
+                if r.release_id == release_id:
+                    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+                    r = replace(
+                        r,
+                        rejected=r.rejected if rejected is None else rejected,
+                        decisions=[*r.decisions, f"{stamp} {decision}"]
+                        if decision
+                        else r.decisions,
+                    )
+                releases.append(r)
+            return History(releases, history.stable, history.canary)
 
         return self._update(change)
 
@@ -127,6 +156,7 @@ def new_record(
     image: str,
     manifests: list[dict[str, Any]],
     recorded_by: str = "",
+    vllm_version: str = "",
 ) -> ReleaseRecord:
     return ReleaseRecord(
         release_id,
@@ -135,6 +165,7 @@ def new_record(
         datetime.now(UTC).isoformat(timespec="seconds"),
         manifests,
         recorded_by,
+        vllm_version,
     )
 
 

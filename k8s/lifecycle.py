@@ -152,7 +152,12 @@ class Lifecycle:
         ]
         validate_objects(objects)
         record = new_record(
-            release.release_id, release.weights_commit, release.image, objects, self.actor
+            release.release_id,
+            release.weights_commit,
+            release.image,
+            objects,
+            self.actor,
+            release.spec.serving.vllm_version,
         )
         self.history.record(record)
         return record

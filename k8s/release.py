@@ -23,7 +23,11 @@ class Release:
         """'rel-' + 10 hex of everything that shapes the pods: same inputs, same id, so
         re-applying a release is a no-op and a rollback restores it exactly."""
         shaping = self.spec.model_dump(
-            mode="json", include={"name", "source", "storage", "serving", "resources", "rollout"}
+            mode="json",
+            include={"name", "source", "storage", "serving", "resources", "rollout"},
+            # how long the controller waits for a node does not shape the pods; leaving it
+            # out keeps the ids of releases recorded before the field existed
+            exclude={"rollout": {"capacity_wait_seconds"}},
         )
         text = json.dumps([shaping, self.weights_commit, self.image], sort_keys=True)
         return "rel-" + hashlib.sha256(text.encode()).hexdigest()[:10]

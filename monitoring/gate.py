@@ -1,23 +1,23 @@
-"""The promotion gate: canary vs stable over the same window, against absolute SLOs and a
-relative-regression budget, with Argo-style outcomes that fail closed.
+"""The promotion gate's judging of one window: canary vs stable (or, in the bake after a
+promotion, the new stable vs the previous stable's numbers recorded at promotion) against
+absolute SLOs and a relative-regression budget, with Argo-style outcomes that fail closed.
 
-Per measurement: Pass, Fail, Inconclusive (too little traffic, NaN, no data) or Error
+Per measurement: Pass, Fail, Inconclusive (too little traffic, NaN, no data, nothing to
+compare with, a quantile above the histogram's top bucket that cannot be placed) or Error
 (stale or missing scrapes, targets down, Prometheus unreachable, ambiguous series).
-Per window: error > fail > inconclusive > pass. Across windows (state kept by the caller,
-in the cluster): `required_passes` passing windows in a row → promote; `failure_limit`
-failing windows in a row → rollback; `consecutive_error_limit` erroring windows in a row →
-hold (a metrics outage is not a bad release); otherwise continue. Nothing but passes
-ever promotes.
+Per window: error > fail > inconclusive > pass. What a window means for the release —
+promote, keep gating, hold, roll back — is the release controller's to decide
+(`rollout.machine`), never the judge's.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitoring.queries import Query
+from monitoring.queries import QUANTILE, Query
 from spec import ReleaseSpec
 
 
@@ -26,13 +26,6 @@ class Outcome(StrEnum):
     FAIL = "Fail"
     INCONCLUSIVE = "Inconclusive"
     ERROR = "Error"
-
-
-class Decision(StrEnum):
-    PROMOTE = "promote"
-    CONTINUE = "continue"
-    ROLLBACK = "rollback"
-    HOLD = "hold"
 
 
 # A track whose newest sample is older than this many scrape intervals is stale.
@@ -44,15 +37,8 @@ ERROR_RATE_SLACK = 0.005
 # single preemption an "infinite" regression).
 PREEMPTION_FLOOR_PER_SECOND = 0.05
 QUEUE_FLOOR_SECONDS = 0.05
-
-
-@dataclass(frozen=True)
-class GateState:
-    """Consecutive window results so far (kept in the cluster between ticks)."""
-
-    passes: int = 0
-    failures: int = 0
-    errors: int = 0
+# The relative comparisons, and the floor under which a difference is noise.
+RELATIVE = {"ttft_mean": 0.0, "itl_mean": 0.0, "queue_mean": QUEUE_FLOOR_SECONDS}
 
 
 @dataclass(frozen=True)
@@ -70,14 +56,21 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The gate's decision for one window, with every number that led to it."""
+    """One judged window: its outcome, why, and every number that led to it."""
 
-    decision: Decision
     window: Outcome
     reason: str
     measurements: list[Measurement]
-    state: GateState
     queries: list[Query] = field(default_factory=list)
+
+    def values(self, track: str) -> dict[str, float]:
+        """A track's finite measured values by metric (what a bake compares against)."""
+        found: dict[str, float] = {}
+        for m in self.measurements:
+            value = m.canary if track == "canary" else m.stable
+            if value is not None and not math.isnan(value):
+                found[m.name] = value
+        return found
 
     def table(self) -> str:
         """A plain-text table of the measurements, for logs and the CLI."""
@@ -87,7 +80,7 @@ class Verdict:
                 f"{m.name:16} {_fmt(m.canary):>10} {_fmt(m.stable):>10}  "
                 f"{m.threshold:24} {m.outcome.value}: {m.reason}"
             )
-        rows.append(f"→ {self.decision.value} ({self.window.value} window; {self.reason})")
+        rows.append(f"→ {self.window.value} window: {self.reason}")
         return "\n".join(rows)
 
 
@@ -98,19 +91,21 @@ Lookup = Callable[[str, str], tuple[float | None, str | None]]
 def judge(
     spec: ReleaseSpec,
     values: Values | None,
-    state: GateState,
     scrape_interval_seconds: float,
     failure: str | None = None,
     queries: list[Query] | None = None,
+    compare: bool = True,
 ) -> Verdict:
-    """Decide for one window. `values` None with `failure` means Prometheus failed."""
+    """Judge one window. `values` None with `failure` means Prometheus failed. With
+    `compare` False there is no baseline (a rolling release's bake): only the absolute
+    limits apply, and the table says so."""
     gate = spec.gate
     sources = {(q.metric, q.track): q.promql for q in queries or []}
     if values is None:
         failed = [
             Measurement("prometheus", None, None, "answers", Outcome.ERROR, failure or "no answer")
         ]
-        return _decide(spec, Outcome.ERROR, failed, state, queries or [])
+        return Verdict(Outcome.ERROR, failure or "Prometheus did not answer", failed, queries or [])
     measurements: list[Measurement] = []
 
     def single(metric: str, track: str) -> tuple[float | None, str | None]:
@@ -121,8 +116,99 @@ def judge(
             return None, None
         return found[0], None
 
-    # freshness first: stale or down targets make every number untrustworthy
-    for track in ("canary", "stable"):
+    queried = {q.track for q in queries} if queries else {"canary", "stable"}
+    _check_freshness(measurements, single, scrape_interval_seconds, sources, queried)
+    requests, _ = single("requests", "canary")
+    stable_requests, _ = single("requests", "stable")
+    enough = requests is not None and not math.isnan(requests) and requests >= gate.min_requests
+    too_few = f"{_fmt(requests)} requests in the window, fewer than {gate.min_requests}"
+    measurements.append(
+        Measurement(
+            "requests",
+            requests,
+            stable_requests,
+            f"≥ {gate.min_requests}",
+            Outcome.PASS if enough else Outcome.INCONCLUSIVE,
+            "enough traffic to judge" if enough else too_few,
+            sources.get(("requests", "canary"), ""),
+        )
+    )
+
+    def check(name: str, limit: float | None, higher_is_worse: bool, label: str) -> None:
+        canary, canary_problem = single(name, "canary")
+        stable, _ = single(name, "stable")
+        floor = RELATIVE.get(name)
+        relative = floor is not None and compare
+        bounds = [f"{'≤' if higher_is_worse else '≥'} {label}"] if limit is not None else []
+        if relative:
+            bounds.append(f"≤ stable × {1 + gate.max_relative_regression:g}")
+        elif floor is not None:
+            bounds.append("no baseline to compare with")
+        threshold = ", ".join(bounds) or "-"
+        above_top, _ = single(f"{name}_above_top", "canary")
+        if canary_problem:
+            outcome, reason = Outcome.ERROR, canary_problem
+        elif not enough:
+            outcome, reason = Outcome.INCONCLUSIVE, too_few
+        elif canary is None or math.isnan(canary):
+            outcome, reason = Outcome.INCONCLUSIVE, f"no data: the track reports no {name}"
+        elif above_top is not None and above_top > 1 - QUANTILE + 1e-9 and limit is not None:
+            # histogram_quantile answers the top finite bound when the quantile is in +Inf
+            if canary >= limit:
+                outcome = Outcome.FAIL
+                reason = f"above the top bucket ({_fmt(canary)}s), which already breaks {label}"
+            else:
+                outcome = Outcome.INCONCLUSIVE
+                reason = (
+                    f"above the top bucket ({_fmt(canary)}s): the histogram cannot tell whether "
+                    f"it is within {label}; add a bucket at or above it"
+                )
+        elif limit is not None and (canary > limit if higher_is_worse else canary < limit):
+            outcome, reason = Outcome.FAIL, f"{_fmt(canary)} breaks the SLO {label}"
+        elif relative and (stable is None or math.isnan(stable)):
+            outcome, reason = (
+                Outcome.INCONCLUSIVE,
+                f"stable reports no {name}: nothing to compare the canary with",
+            )
+        elif relative and _regressed(canary, stable, gate.max_relative_regression, floor or 0.0):
+            outcome, reason = (
+                Outcome.FAIL,
+                (
+                    f"{_fmt(canary)} is worse than stable's "
+                    f"{_fmt(stable)} (allowed {gate.max_relative_regression:.0%})"
+                ),
+            )
+        else:
+            outcome, reason = Outcome.PASS, "within limits"
+        query = sources.get((name, "canary"), "")
+        measurements.append(Measurement(name, canary, stable, threshold, outcome, reason, query))
+
+    # absolute SLOs on the p99s; canary-vs-stable on exact window means
+    check("ttft_p99", gate.max_ttft_p99_seconds, True, f"{gate.max_ttft_p99_seconds:g}s")
+    check("itl_p99", gate.max_itl_p99_seconds, True, f"{gate.max_itl_p99_seconds:g}s")
+    if gate.max_e2e_p99_seconds is not None:  # secondary: mostly measures output length
+        check("e2e_p99", gate.max_e2e_p99_seconds, True, f"{gate.max_e2e_p99_seconds:g}s")
+    check("ttft_mean", None, True, "")
+    check("itl_mean", None, True, "")
+    check("queue_mean", None, True, "")
+    check("success_rate", gate.min_success_rate, False, f"{gate.min_success_rate:g}")
+    if compare:
+        _check_error_rate(measurements, single, enough, gate.max_relative_regression)
+    check("kv_cache_usage", gate.max_kv_cache_usage, True, f"{gate.max_kv_cache_usage:g}")
+    _check_preemptions(measurements, single, enough, compare, gate.max_relative_regression)
+    window = _worst(m.outcome for m in measurements)
+    return Verdict(window, _summary(window, measurements), measurements, queries or [])
+
+
+def _check_freshness(
+    measurements: list[Measurement],
+    single: Lookup,
+    scrape_interval_seconds: float,
+    sources: dict[tuple[str, str], str],
+    tracks: set[str],
+) -> None:
+    """Stale or down targets make every number untrustworthy: an Error per such track."""
+    for track in [t for t in ("canary", "stable") if t in tracks]:
         age, ambiguous = single("sample_age", track)
         up, _ = single("up", track)
         if ambiguous:
@@ -146,61 +232,6 @@ def judge(
                 sources.get(("sample_age", track), ""),
             )
         )
-    requests, _ = single("requests", "canary")
-    enough = requests is not None and not math.isnan(requests) and requests >= gate.min_requests
-
-    def check(
-        name: str,
-        limit: float | None,
-        higher_is_worse: bool,
-        relative: bool,
-        label: str,
-        floor: float = 0.0,
-    ) -> None:
-        canary, canary_problem = single(name, "canary")
-        stable, _ = single(name, "stable")
-        query = sources.get((name, "canary"), "")
-        bounds = [f"{'≤' if higher_is_worse else '≥'} {label}"] if limit is not None else []
-        if relative:
-            bounds.append(f"≤ stable × {1 + gate.max_relative_regression:g}")
-        threshold = ", ".join(bounds) or "-"
-        if canary_problem:
-            outcome, reason = Outcome.ERROR, canary_problem
-        elif not enough:
-            outcome, reason = (
-                Outcome.INCONCLUSIVE,
-                (f"{_fmt(requests)} requests in the window, fewer than {gate.min_requests}"),
-            )
-        elif canary is None or math.isnan(canary):
-            outcome, reason = Outcome.INCONCLUSIVE, "no data: no request completed (0/0)"
-        elif limit is not None and (canary > limit if higher_is_worse else canary < limit):
-            outcome, reason = Outcome.FAIL, f"{_fmt(canary)} breaks the SLO {label}"
-        elif relative and _regressed(canary, stable, gate.max_relative_regression, floor):
-            outcome, reason = (
-                Outcome.FAIL,
-                (
-                    f"{_fmt(canary)} is worse than stable's "
-                    f"{_fmt(stable)} (allowed {gate.max_relative_regression:.0%})"
-                ),
-            )
-        else:
-            outcome, reason = Outcome.PASS, "within limits"
-        measurements.append(Measurement(name, canary, stable, threshold, outcome, reason, query))
-
-    # absolute SLOs on the p99s; canary-vs-stable on exact window means
-    check("ttft_p99", gate.max_ttft_p99_seconds, True, False, f"{gate.max_ttft_p99_seconds:g}s")
-    check("itl_p99", gate.max_itl_p99_seconds, True, False, f"{gate.max_itl_p99_seconds:g}s")
-    if gate.max_e2e_p99_seconds is not None:  # secondary: mostly measures output length
-        check("e2e_p99", gate.max_e2e_p99_seconds, True, False, f"{gate.max_e2e_p99_seconds:g}s")
-    check("ttft_mean", None, True, True, "")
-    check("itl_mean", None, True, True, "")
-    check("queue_mean", None, True, True, "", floor=QUEUE_FLOOR_SECONDS)
-    check("success_rate", gate.min_success_rate, False, False, f"{gate.min_success_rate:g}")
-    _check_error_rate(measurements, single, enough, gate.max_relative_regression)
-    check("kv_cache_usage", gate.max_kv_cache_usage, True, False, f"{gate.max_kv_cache_usage:g}")
-    check("preemption_rate", None, True, True, "", floor=PREEMPTION_FLOOR_PER_SECOND)
-    window = _worst(m.outcome for m in measurements)
-    return _decide(spec, window, measurements, state, queries or [])
 
 
 def _check_error_rate(
@@ -224,10 +255,33 @@ def _check_error_rate(
     )
 
 
+def _check_preemptions(
+    measurements: list[Measurement], single: Lookup, enough: bool, compare: bool, budget: float
+) -> None:
+    """Preemptions against stable's, above a noise floor; a missing counter is no data."""
+    canary, problem = single("preemption_rate", "canary")
+    stable, _ = single("preemption_rate", "stable")
+    threshold = (
+        f"≤ stable × {1 + budget:g}, ≥ {PREEMPTION_FLOOR_PER_SECOND:g}/s"
+        if compare
+        else f"≤ {PREEMPTION_FLOOR_PER_SECOND:g}/s (no baseline)"
+    )
+    if problem:
+        outcome, reason = Outcome.ERROR, problem
+    elif not enough or canary is None or math.isnan(canary):
+        outcome, reason = Outcome.INCONCLUSIVE, "no data"
+    else:
+        reference = stable if compare and stable is not None and not math.isnan(stable) else 0.0
+        worse = _regressed(canary, reference, budget, PREEMPTION_FLOOR_PER_SECOND)
+        outcome = Outcome.FAIL if worse else Outcome.PASS
+        reason = f"{_fmt(canary)}/s vs {_fmt(reference)}/s" if worse else "within limits"
+    measurements.append(Measurement("preemption_rate", canary, stable, threshold, outcome, reason))
+
+
 def _regressed(canary: float, stable: float | None, budget: float, floor: float) -> bool:
     """Worse than stable by more than the budget, and above a floor that ignores noise."""
     if stable is None or math.isnan(stable):
-        return False  # nothing to compare with: the absolute limits decide
+        return False
     return canary > max(stable * (1 + budget), floor)
 
 
@@ -237,55 +291,12 @@ def _worst(outcomes: Iterable[Outcome]) -> Outcome:
     return next((o for o in ranked if o in seen), Outcome.INCONCLUSIVE)
 
 
-def _decide(
-    spec: ReleaseSpec,
-    window: Outcome,
-    measurements: list[Measurement],
-    state: GateState,
-    queries: list[Query],
-) -> Verdict:
-    gate = spec.gate
-    if window is Outcome.ERROR:
-        state = GateState(passes=0, failures=state.failures, errors=state.errors + 1)
-        if state.errors >= gate.consecutive_error_limit:
-            decision, reason = (
-                Decision.HOLD,
-                (
-                    f"{state.errors} erroring windows in a row: metrics are unavailable, holding "
-                    "(not a verdict on the release); alert"
-                ),
-            )
-        else:
-            decision, reason = (
-                Decision.CONTINUE,
-                f"measurement error {state.errors} of {gate.consecutive_error_limit}",
-            )
-    elif window is Outcome.FAIL:
-        state = GateState(passes=0, failures=state.failures + 1, errors=0)
-        failed = ", ".join(m.name for m in measurements if m.outcome is Outcome.FAIL)
-        if state.failures >= gate.failure_limit:
-            decision, reason = (
-                Decision.ROLLBACK,
-                f"{state.failures} failing windows in a row ({failed})",
-            )
-        else:
-            decision, reason = (
-                Decision.CONTINUE,
-                f"failing window {state.failures} of {gate.failure_limit} ({failed})",
-            )
-    elif window is Outcome.INCONCLUSIVE:
-        state = replace(state, passes=0, errors=0)
-        decision, reason = Decision.CONTINUE, "inconclusive window: waiting for traffic"
-    else:
-        state = GateState(passes=state.passes + 1, failures=0, errors=0)
-        if state.passes >= gate.required_passes:
-            decision, reason = Decision.PROMOTE, f"{state.passes} passing windows in a row"
-        else:
-            decision, reason = (
-                Decision.CONTINUE,
-                f"passing window {state.passes} of {gate.required_passes}",
-            )
-    return Verdict(decision, window, reason, measurements, state, queries)
+def _summary(window: Outcome, measurements: list[Measurement]) -> str:
+    """Why the window came out as it did: the measurements that decided it."""
+    deciding = [m for m in measurements if m.outcome is window]
+    if window is Outcome.PASS:
+        return "every measurement within limits"
+    return "; ".join(f"{m.name}: {m.reason}" for m in deciding[:3])
 
 
 def _fmt(value: float | None) -> str:

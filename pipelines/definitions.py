@@ -40,7 +40,7 @@ def build_definitions(specs: list[ReleaseSpec]) -> dg.Definitions:
         jobs=[job for model in jobs.values() for job in model.all()],
         sensors=[
             *[build_gate_sensor(spec, jobs[spec.name]) for spec in specs],
-            build_failure_sensor(specs, jobs),
+            build_failure_sensor(specs),
         ],
         schedules=[
             build_refresh_schedule(spec, jobs[spec.name]) for spec in specs if spec.refresh.cron

@@ -7,8 +7,10 @@ import dagster as dg
 
 from assets.naming import asset_key, group_name
 from assets.release import MODEL_TAG
+from k8s.cluster import ClusterError
+from k8s.history import ReleaseHistory
 from pipelines.jobs import ModelJobs, job_name
-from pipelines.resources import WeightsStore
+from pipelines.resources import KubernetesCluster, WeightsStore
 from spec import ReleaseSpec
 from weights.errors import WeightsError
 
@@ -20,6 +22,23 @@ def last_commit(instance: dg.DagsterInstance, spec: ReleaseSpec) -> str | None:
     if materialization is None or "commit" not in materialization.metadata:
         return None
     return str(materialization.metadata["commit"].value)
+
+
+def rejected_release(spec: ReleaseSpec, kubernetes: KubernetesCluster, commit: str) -> str:
+    """Why `commit` must not be rolled out automatically ("" when it may): the release
+    controller rolled back a release of it (only a person launches it again), or the
+    release history cannot be read (fail closed)."""
+    try:
+        history = ReleaseHistory(kubernetes.client(), spec).read()
+    except ClusterError as error:
+        return f"cannot read {spec.name}'s release history, not rolling out: {error}"
+    for record in history.releases:
+        if record.weights_commit == commit and record.rejected:
+            return (
+                f"{commit[:12]} was rolled back automatically as {record.release_id} "
+                f"({record.rejected[:200]}); launch {job_name(spec, 'rollout')} by hand to retry"
+            )
+    return ""
 
 
 def build_refresh_schedule(spec: ReleaseSpec, jobs: ModelJobs) -> dg.ScheduleDefinition:
@@ -39,7 +58,9 @@ def build_refresh_schedule(spec: ReleaseSpec, jobs: ModelJobs) -> dg.ScheduleDef
         ),
     )
     def refresh(
-        context: dg.ScheduleEvaluationContext, weights_store: WeightsStore
+        context: dg.ScheduleEvaluationContext,
+        weights_store: WeightsStore,
+        kubernetes: KubernetesCluster,
     ) -> dg.RunRequest | dg.SkipReason:
         try:
             commit = weights_store.hub().resolve(spec.source.repo, spec.source.revision)
@@ -48,6 +69,10 @@ def build_refresh_schedule(spec: ReleaseSpec, jobs: ModelJobs) -> dg.ScheduleDef
         known = last_commit(context.instance, spec)
         if commit == known:
             return dg.SkipReason(f"{spec.source.revision} is still {commit[:12]}: nothing new")
+        if spec.refresh.auto_rollout:
+            rejected = rejected_release(spec, kubernetes, commit)
+            if rejected:
+                return dg.SkipReason(rejected)
         return dg.RunRequest(
             run_key=f"{spec.name}:{commit}",
             run_config={"ops": {f"{group_name(spec)}__weights": {"config": {"revision": commit}}}},

@@ -1,27 +1,54 @@
-"""Sensors: the gate of every model (promote or roll back a canary), and the rollback of
-rollouts that failed after changing the cluster. Neither trusts its cursor: every tick
-re-reads the cluster, and the runs it asks for are keyed by release and decision, so a
-restarted daemon asks again and Dagster launches each run once."""
+"""Sensors: the release controller of every model (`<model>_gate`) and the watch on runs
+that fail after changing the cluster. Neither trusts its cursor: every tick re-reads the
+controller's record in the cluster, and the runs it asks for are keyed by the record's run key,
+so a restarted daemon asks again and Dagster launches each run once."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from assets.naming import group_name
-from assets.release import RELEASE_TAG, deploy_tags, gate_evaluation
+from assets.release import RELEASE_TAG, STEP_TAG, deploy_tags, gate_evaluation
 from k8s.history import ReleaseHistory
 from pipelines.jobs import ModelJobs, job_name
 from pipelines.resources import KubernetesCluster, PrometheusServer
-from rollout.controller import Action, step
+from rollout import controller
+from rollout.machine import ActionFailed, RunState
 from spec import ReleaseSpec
+
+ACTIVE = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.MANAGED,
+}
 
 
 def rollback_config(spec: ReleaseSpec, reason: str) -> dict[str, object]:
-    return {"ops": {f"{group_name(spec)}__rollback": {"config": {"reason": reason}}}}
+    return {"ops": {f"{group_name(spec)}__rollback": {"config": {"reason": reason[:500]}}}}
+
+
+def run_lookup(instance: dg.DagsterInstance) -> controller.RunLookup:
+    """The state of the run carrying out a controller step, found by its step tag."""
+
+    def lookup(run_key: str) -> tuple[RunState, str]:
+        runs = instance.get_runs(dg.RunsFilter(tags={STEP_TAG: run_key}), limit=1)
+        if not runs:
+            return RunState.NONE, ""
+        run = runs[0]
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            return RunState.SUCCEEDED, ""
+        if run.status in ACTIVE:
+            return RunState.ACTIVE, ""
+        return RunState.FAILED, f"run {run.run_id} ended {run.status.value}"
+
+    return lookup
 
 
 def build_gate_sensor(spec: ReleaseSpec, jobs: ModelJobs) -> dg.SensorDefinition:
-    """`<model>_gate`: judge the canary every `gate.interval_seconds`."""
+    """`<model>_gate`: one release-controller step every `gate.interval_seconds`."""
 
     @dg.sensor(
         name=job_name(spec, "gate"),
@@ -29,10 +56,12 @@ def build_gate_sensor(spec: ReleaseSpec, jobs: ModelJobs) -> dg.SensorDefinition
         default_status=dg.DefaultSensorStatus.RUNNING,
         jobs=[jobs.promote, jobs.rollback],
         description=(
-            f"Every {spec.gate.interval_seconds}s while `{spec.name}` has a canary: wait for it "
-            f"to be ready, judge canary vs stable over {spec.gate.window}, record the verdict on "
-            "the release's gate check, and launch promote or rollback when the gate decides. "
-            "A canary whose rollout stalls is rolled back."
+            f"The release controller of `{spec.name}`, every {spec.gate.interval_seconds}s: "
+            f"waits for a canary to be ready, judges canary vs stable over {spec.gate.window}, "
+            "records each window on the release's gate check, launches the promotion it "
+            f"decides, bakes the promoted release for {spec.gate.bake_seconds}s, and rolls "
+            "back on failing windows, a stalled canary, a failed promotion, a failed bake, or "
+            "gating or holding past the spec's limits. Its phase is stored in the cluster."
         ),
     )
     def gate(
@@ -40,77 +69,80 @@ def build_gate_sensor(spec: ReleaseSpec, jobs: ModelJobs) -> dg.SensorDefinition
         kubernetes: KubernetesCluster,
         prometheus: PrometheusServer,
     ) -> dg.SensorResult:
-        result = step(spec, kubernetes.client(), prometheus.metrics())
-        context.log.info(f"{result.phase.value}: {result.reason}")
-        events = (
-            [gate_evaluation(spec, result.release_id or "", result.verdict, result.chart)]
-            if result.verdict
-            else []
+        step = controller.tick(
+            spec, kubernetes.client(), prometheus.metrics(), run_lookup(context.instance)
         )
-        tags = {**deploy_tags(spec), RELEASE_TAG: result.release_id or ""}
-        if result.action is Action.PROMOTE:
-            run = dg.RunRequest(
-                run_key=f"{result.release_id}:promote", job_name=jobs.promote.name, tags=tags
-            )
-        elif result.action is Action.ROLLBACK:
-            run = dg.RunRequest(
-                run_key=f"{result.release_id}:rollback",
-                job_name=jobs.rollback.name,
-                run_config=rollback_config(
-                    spec, f"gate rejected {result.release_id}: {result.reason}"
-                ),
-                tags=tags,
-            )
-        else:
-            return dg.SensorResult(
-                skip_reason=f"{result.phase.value}: {result.reason}", asset_events=events
-            )
-        return dg.SensorResult(run_requests=[run], asset_events=events)
+        record = step.record
+        summary = f"{record.release_id or spec.name}: {record.phase.value}: {record.reason}"
+        context.log.info(summary)
+        events = [gate_evaluation(spec, record, step.verdict, step.chart)] if step.verdict else []
+        requests = []
+        for launch in step.launches:
+            tags = {**deploy_tags(spec), RELEASE_TAG: launch.release_id, STEP_TAG: launch.run_key}
+            if launch.job == "promote":
+                requests.append(
+                    dg.RunRequest(run_key=launch.run_key, job_name=jobs.promote.name, tags=tags)
+                )
+            else:
+                requests.append(
+                    dg.RunRequest(
+                        run_key=launch.run_key,
+                        job_name=jobs.rollback.name,
+                        run_config=rollback_config(
+                            spec, f"controller rolled back {launch.release_id}: {launch.reason}"
+                        ),
+                        tags=tags,
+                    )
+                )
+        if not requests:
+            return dg.SensorResult(skip_reason=summary[:1000], asset_events=events)
+        return dg.SensorResult(run_requests=requests, asset_events=events)
 
     return gate
 
 
-def build_failure_sensor(
-    specs: list[ReleaseSpec], jobs: dict[str, ModelJobs]
-) -> dg.SensorDefinition:
-    """Roll back a model whose rollout run failed after it recorded a release in the cluster."""
+def build_failure_sensor(specs: list[ReleaseSpec]) -> dg.SensorDefinition:
+    """Report to the release controller a model's run that failed after it applied a
+    release; the controller then rolls back (its gate sensor launches the run)."""
     by_name = {spec.name: spec for spec in specs}
 
     @dg.run_failure_sensor(
         name="rollback_failed_rollouts",
-        monitored_jobs=[j.rollout for j in jobs.values()],
-        request_jobs=[j.rollback for j in jobs.values()],
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "A rollout run that failed after changing the cluster is rolled back to the last "
-            "stable release; one that failed before any cluster write is left alone."
+            "A run (the rollout job, Materialize all, a selection) that failed after applying "
+            "a release is reported to that model's release controller, which rolls back to "
+            "the previous stable release; one that failed before any cluster write is left "
+            "alone."
         ),
     )
     def rollback_failed_rollouts(
         context: dg.RunFailureSensorContext, kubernetes: KubernetesCluster
-    ) -> dg.RunRequest | dg.SkipReason:
+    ) -> dg.SkipReason:
         run = context.dagster_run
         spec = by_name.get(run.tags.get("llm-rollout/model", ""))
         if spec is None:
             return dg.SkipReason(f"run {run.run_id} names no known model")
-        history = ReleaseHistory(kubernetes.client(), spec).read()
+        cluster = kubernetes.client()
+        history = ReleaseHistory(cluster, spec).read()
         touched = history.recorded_by(run.run_id)
         if not touched:
             return dg.SkipReason(
                 f"{run.run_id} failed before changing the cluster: nothing to roll back"
             )
-        if history.stable is None or history.stable == touched[-1].release_id:
+        release_id = touched[-1].release_id
+        if history.stable in (None, release_id) and history.find(release_id) is history.releases[0]:
             return dg.SkipReason(
                 f"{run.run_id} failed installing {spec.name}'s first release: there is no "
                 "earlier release to return to; left in place for inspection"
             )
         error = context.failure_event.message or "run failed"
-        reason = f"rollout run {run.run_id} failed after applying {touched[-1].release_id}: {error}"
-        return dg.RunRequest(
-            run_key=f"{run.run_id}:rollback",
-            job_name=jobs[spec.name].rollback.name,
-            run_config=rollback_config(spec, reason[:500]),
-            tags={**deploy_tags(spec), RELEASE_TAG: touched[-1].release_id},
+        record = controller.report(
+            spec, cluster, ActionFailed(release_id, f"run {run.run_id} failed: {error}"[:400])
+        )
+        return dg.SkipReason(
+            f"reported to the release controller: {release_id} is {record.phase.value} "
+            f"({record.reason[:300]})"
         )
 
     return rollback_failed_rollouts

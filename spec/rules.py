@@ -145,6 +145,17 @@ def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
             f"{rollout.canary_replicas} canary replicas exceed the {spec.replicas} stable "
             "replicas; a canary must be at most as large as what it is compared against",
         )
+    gate = spec.gate
+    needed = (
+        gate.warmup_seconds + gate.window_seconds + gate.required_passes * gate.interval_seconds
+    )
+    if gate.max_gating_seconds < needed:
+        yield Problem(
+            "gate.max_gating_seconds",
+            f"{gate.max_gating_seconds}s is shorter than the quickest promotion: warmup "
+            f"({gate.warmup_seconds}s) + one window ({gate.window_seconds}s) + "
+            f"{gate.required_passes} passing windows every {gate.interval_seconds}s = {needed}s",
+        )
     if parse_quantity(resources.shm_size) > parse_quantity(resources.memory):
         yield Problem(
             "resources.shm_size",

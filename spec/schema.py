@@ -203,6 +203,22 @@ class Rollout(SpecModel):
     startup_budget_seconds: int = Field(
         900, ge=30, description="How long a pod may take to load the model before it is restarted."
     )
+    capacity_wait_seconds: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "How long a canary pod may stay Pending for lack of capacity (a GPU node being "
+            "added by an autoscaler) before the canary counts as stalled; unset: "
+            "startup_budget_seconds."
+        ),
+    )
+
+    @property
+    def capacity_wait(self) -> int:
+        """Seconds a canary may wait for a node, the default applied."""
+        if self.capacity_wait_seconds is None:
+            return self.startup_budget_seconds
+        return self.capacity_wait_seconds
 
     @field_validator("max_surge", "max_unavailable")
     @classmethod
@@ -240,6 +256,31 @@ class Gate(SpecModel):
     max_kv_cache_usage: float = Field(0.95, gt=0, le=1)
     max_relative_regression: float = Field(
         0.2, ge=0, le=10, description="Canary may be at most this fraction worse than stable."
+    )
+    max_gating_seconds: int = Field(
+        3600,
+        ge=60,
+        description=(
+            "Longest a ready canary may be judged without a decision (inconclusive or erroring "
+            "windows); then `on_timeout` applies."
+        ),
+    )
+    max_hold_seconds: int = Field(
+        1800,
+        ge=0,
+        description="Longest the gate may hold on unavailable metrics; then `on_timeout` applies.",
+    )
+    on_timeout: Literal["rollback", "hold"] = Field(
+        "rollback",
+        description="Past a limit above: roll back, or stay held (alerting) for a person.",
+    )
+    bake_seconds: int = Field(
+        600,
+        ge=0,
+        description=(
+            "After promotion, how long stable (now the new release) is judged against the "
+            "limits and the previous stable's numbers before the release is done."
+        ),
     )
 
     @field_validator("window")
