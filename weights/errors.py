@@ -42,3 +42,16 @@ class WeightsLocked(WeightsError):
 
 class NotPublished(WeightsError):
     """The requested commit has no published, verified folder."""
+
+
+class StorageError(WeightsError):
+    """The weights volume refused a write or a read (read-only mount, permissions, I/O)."""
+
+
+class CorruptManifest(WeightsError):
+    """A published folder's manifest is missing fields, is not JSON, or names unsafe paths."""
+
+
+class UntrustedFolder(WeightsError):
+    """A commit folder exists without a manifest: it was not published by llm-rollout (or its
+    manifest was deleted), so nothing in it can be trusted or overwritten."""

@@ -10,17 +10,27 @@ import shutil
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from weights.errors import HubUnreachable, NotEnoughSpace, NotPublished, WeightsError
+from weights.errors import (
+    HubUnreachable,
+    NotEnoughSpace,
+    NotPublished,
+    StorageError,
+    UntrustedFolder,
+    WeightsError,
+)
 from weights.hub import HubClient, RemoteFile
 from weights.layout import RESERVED_NAMES, RepoLayout, is_commit
 from weights.lock import RepoLock
 from weights.manifest import Manifest, ManifestFile
 from weights.progress import NoProgress, Progress
+from weights.retention import clean_stale_staging
 from weights.verify import VerifyReport, remember_verified, verify_published
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,7 @@ DOWNLOAD_WORKERS = 8
 # How long to wait for another fetch of the same repo before giving up with a clear error.
 LOCK_TIMEOUT_SECONDS = 600.0
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+WRITABLE = stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 @dataclass(frozen=True)
@@ -77,32 +88,53 @@ def fetch_weights(
 
     A revision already published is re-verified instead of downloaded. When the Hub cannot be
     reached, a published copy of the revision is fully re-hashed against its manifest before
-    it is used: verification, not trust.
+    it is used: verification, not trust. A download interrupted in an earlier run (killed,
+    network gone) resumes from its staged bytes, re-hashed first. Refs and `latest` are only
+    written under the repo's lock, so a concurrent prune never deletes what they point at.
     """
-    progress = progress or NoProgress()
+    with storage_errors(root):
+        return _fetch(source, root, hub, progress or NoProgress(), lock_timeout, workers)
+
+
+def _fetch(
+    source: WeightsSource,
+    root: Path,
+    hub: HubClient,
+    progress: Progress,
+    lock_timeout: float,
+    workers: int,
+) -> FetchResult:
     layout = RepoLayout(root, source.repo)
     started = time.perf_counter()
     try:
         commit = hub.resolve(source.repo, source.revision)
     except HubUnreachable as unreachable:
-        return _offline(layout, source, unreachable, progress, started)
-    published = _reuse_published(layout, source, commit, progress, started, hub_reachable=True)
+        return _offline(layout, source, unreachable, progress, started, lock_timeout)
+    published = _reuse_published(layout, source, commit, progress, started, True, lock_timeout)
     if published is not None:
         return published
+    _refuse_untrusted_folder(layout, commit)
     remote = hub.list_files(source.repo, commit, list(source.allow_patterns or []) or None)
     _check_names(source, commit, remote)
     total = sum(file.size for file in remote)
-    _preflight_space(root, total)
+    _preflight_space(root, total - _staged_bytes(layout, commit, remote))
     with RepoLock(layout.lock_file, lock_timeout):
+        clean_stale_staging(layout, keep=commit)
         # another process may have published it while we waited for the lock
-        published = _reuse_published(layout, source, commit, progress, started, True)
-        if published is not None:
-            return published
-        manifest = _download_and_publish(layout, source, commit, remote, hub, progress, workers)
+        if commit in layout.published_commits():
+            result = _reuse_published(layout, source, commit, progress, started, True, None)
+            if result is not None:
+                return result
+        _refuse_untrusted_folder(layout, commit)
+        manifest, received = _download_and_publish(
+            layout, source, commit, remote, hub, progress, workers
+        )
+        _point_refs(layout, source.revision, commit)
+    remember_verified(layout, commit, manifest)
     log.info("published %s@%s (%d files, %d bytes)", source.repo, commit, len(remote), total)
     return FetchResult(
         source.repo, source.revision, commit, layout.commit_dir(commit), manifest,
-        downloaded_bytes=total, seconds=time.perf_counter() - started,
+        downloaded_bytes=received, seconds=time.perf_counter() - started,
         already_published=False, hub_reachable=True,
     )  # fmt: skip
 
@@ -115,20 +147,27 @@ def _download_and_publish(
     hub: HubClient,
     progress: Progress,
     workers: int,
-) -> Manifest:
+) -> tuple[Manifest, int]:
+    """Download into staging (resuming what an earlier run left), verify, publish; return the
+    manifest and the bytes received from the network. Staging survives a failure so the next
+    run resumes it, except when the disk filled up (then it is removed to free the space)."""
     staging = layout.staging_dir(commit)
-    if staging.exists():  # left by a killed fetch; we hold the lock, so it is ours to clear
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    _drop_unexpected(staging, remote)
     progress.start(f"fetch {source.repo}@{commit[:12]}", sum(file.size for file in remote))
     cancelled = threading.Event()
+    received = [0]
 
     def fetch_one(file: RemoteFile) -> ManifestFile:
         if cancelled.is_set():
             raise WeightsError("cancelled after another file failed")
         target = staging / file.path
-        digest = hub.download(source.repo, commit, file, target, progress.advance)
+        if target.exists():
+            target.chmod(WRITABLE)  # a run killed after publishing chmod left it read-only
+        done = hub.download(source.repo, commit, file, target, progress.advance)
+        received[0] += done.received_bytes
         _fsync(target)  # here, so writeback overlaps the other downloads
+        digest = done.hash
         return ManifestFile(file.path, digest.size, digest.sha256, file.expected_hash, file.lfs)
 
     try:
@@ -158,8 +197,8 @@ def _download_and_publish(
         _fsync(layout.repo_dir)
     except OSError as error:
         progress.finish()
-        shutil.rmtree(staging, ignore_errors=True)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            shutil.rmtree(staging, ignore_errors=True)
             raise NotEnoughSpace(
                 f"{layout.root} filled up while downloading {source.repo}@{commit}; the partial "
                 "download was removed and nothing was published. Free space and run again"
@@ -167,11 +206,8 @@ def _download_and_publish(
         raise
     except BaseException:
         progress.finish()
-        shutil.rmtree(staging, ignore_errors=True)
         raise
-    _point_refs(layout, source.revision, commit)
-    remember_verified(layout, commit, manifest)
-    return manifest
+    return manifest, received[0]
 
 
 def _reuse_published(
@@ -181,8 +217,12 @@ def _reuse_published(
     progress: Progress,
     started: float,
     hub_reachable: bool,
+    lock_timeout: float | None,
     full: bool = False,
 ) -> FetchResult | None:
+    """A FetchResult for `commit` when it is published and still verifies, after pointing the
+    refs at it. The refs are written under the repo lock: taken here unless `lock_timeout` is
+    None (the caller holds it), and only when they need to change."""
     if commit not in layout.published_commits():
         return None
     report = verify_published(layout, commit, full=full, progress=progress)
@@ -193,7 +233,15 @@ def _reuse_published(
             "Published folders are immutable: find out what changed it, then delete the "
             "folder and fetch again."
         )
-    _point_refs(layout, source.revision, commit)
+    if _refs_point_at(layout, source.revision, commit):
+        pass  # nothing to write; prune spares what `latest` points at
+    elif lock_timeout is None:
+        _point_refs(layout, source.revision, commit)
+    else:
+        with RepoLock(layout.lock_file, lock_timeout):
+            if commit not in layout.published_commits():
+                return None  # pruned while we verified: fetch it again
+            _point_refs(layout, source.revision, commit)
     return FetchResult(
         source.repo, source.revision, commit, layout.commit_dir(commit),
         Manifest.read(layout.commit_dir(commit)), downloaded_bytes=0,
@@ -208,18 +256,64 @@ def _offline(
     unreachable: HubUnreachable,
     progress: Progress,
     started: float,
+    lock_timeout: float,
 ) -> FetchResult:
     commit = source.revision if is_commit(source.revision) else _read_ref(layout, source.revision)
     if commit is None:
         raise HubUnreachable(f"{unreachable}; and no published copy of {source.revision} exists")
     log.warning("Hub unreachable; re-verifying the published %s@%s", source.repo, commit)
-    result = _reuse_published(layout, source, commit, progress, started, False, full=True)
+    result = _reuse_published(
+        layout, source, commit, progress, started, False, lock_timeout, full=True
+    )
     if result is None:
         raise HubUnreachable(f"{unreachable}; and {commit} is not published") from unreachable
     return result
 
 
+def _refuse_untrusted_folder(layout: RepoLayout, commit: str) -> None:
+    """A commit folder without a manifest is not ours to trust or to replace."""
+    folder = layout.commit_dir(commit)
+    if folder.exists() and commit not in layout.published_commits():
+        raise UntrustedFolder(
+            f"{folder} exists but has no manifest (deleted, or not published by llm-rollout), "
+            "so its files cannot be trusted; move it away or delete it, then fetch again"
+        )
+
+
+def _staged_bytes(layout: RepoLayout, commit: str, remote: list[RemoteFile]) -> int:
+    """Bytes an earlier run already staged for these files (they need no new space)."""
+    staging = layout.staging_dir(commit)
+    total = 0
+    for file in remote:
+        with suppress(OSError):
+            total += min((staging / file.path).stat().st_size, file.size)
+    return total
+
+
+def _drop_unexpected(staging: Path, remote: list[RemoteFile]) -> None:
+    """Remove staged files this download will not write (another allow_patterns, a manifest
+    of a run killed while publishing), so only verified files get published."""
+    wanted = {file.path for file in remote}
+    for path in sorted(staging.rglob("*"), reverse=True):
+        name = path.relative_to(staging).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if not any(w.startswith(name + "/") for w in wanted):
+                shutil.rmtree(path)
+        elif name not in wanted:
+            path.unlink()
+
+
 def _check_names(source: WeightsSource, commit: str, remote: list[RemoteFile]) -> None:
+    unsafe = [
+        file.path
+        for file in remote
+        if PurePosixPath(file.path).is_absolute() or ".." in PurePosixPath(file.path).parts
+    ]
+    if unsafe:
+        raise WeightsError(
+            f"{source.repo}@{commit} lists unsafe paths {unsafe}; refusing to write outside "
+            "the staging folder. Check HF_ENDPOINT: the Hub never lists such paths"
+        )
     if not remote:
         raise WeightsError(
             f"{source.repo}@{commit} has no files matching allow_patterns {source.allow_patterns}"
@@ -244,8 +338,18 @@ def _preflight_space(root: Path, total: int) -> None:
         )
 
 
+def _refs_point_at(layout: RepoLayout, revision: str, commit: str) -> bool:
+    """Whether the ref of `revision` and `latest` already name `commit`."""
+    try:
+        latest = os.readlink(layout.latest_link)
+    except OSError:
+        return False
+    return latest == commit and (is_commit(revision) or _read_ref(layout, revision) == commit)
+
+
 def _point_refs(layout: RepoLayout, revision: str, commit: str) -> None:
-    """Record which commit `revision` resolved to, and point `latest` at it (for humans)."""
+    """Record which commit `revision` resolved to, and point `latest` at it (for humans).
+    Callers hold the repo lock: prune reads `latest` under it."""
     ref = layout.ref_file(revision)
     ref.parent.mkdir(parents=True, exist_ok=True)
     temporary = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
@@ -275,6 +379,28 @@ def published_commit(root: Path, source: WeightsSource) -> str:
             "run `llm-rollout weights fetch` first"
         )
     return commit
+
+
+@contextmanager
+def storage_errors(root: Path) -> Iterator[None]:
+    """Turn a refused write or read on the weights volume into one actionable line."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT):
+            raise
+        where = error.filename or root
+        advice = {
+            errno.EROFS: "the weights volume is mounted read-only here; fetch and prune need "
+            "it read-write (pods may mount it read-only)",
+            errno.EIO: "the storage reported an I/O error; check the volume",
+            errno.ENOENT: f"it vanished while in use; check that nothing else deletes under {root}",
+        }.get(
+            error.errno,
+            f"this user (uid {os.getuid()}) may not write there; fix the permissions or run "
+            "as the volume's owner",
+        )
+        raise StorageError(f"cannot use {where}: {error.strerror}; {advice}") from error
 
 
 def _fsync(path: Path) -> None:

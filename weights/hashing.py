@@ -19,8 +19,17 @@ class ContentHasher:
     """sha256 and (optionally) git blob sha1 of a stream of chunks, in one pass."""
 
     def __init__(self, size: int, git_sha1: bool) -> None:
+        self._expected_size, self._git_sha1 = size, git_sha1
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every chunk: the state of a hasher that has seen nothing."""
         self.sha256 = hashlib.sha256()
-        self.sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if git_sha1 else None
+        self.sha1 = (
+            hashlib.sha1(b"blob %d\0" % self._expected_size, usedforsecurity=False)
+            if self._git_sha1
+            else None
+        )
         self.size = 0
 
     def update(self, chunk: bytes | memoryview) -> None:

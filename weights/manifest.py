@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from weights.errors import CorruptManifest, UntrustedFolder
 from weights.layout import CHECKSUMS_NAME, MANIFEST_NAME
 
 MANIFEST_VERSION = 1
@@ -63,12 +64,43 @@ class Manifest:
     def write(self, folder: Path) -> None:
         """Write the manifest and SHA256SUMS into `folder`, each atomically."""
         _write_atomic(folder / MANIFEST_NAME, json.dumps(self.to_json(), indent=2) + "\n")
-        sums = "".join(f"{file.sha256}  {file.path}\n" for file in self.files)
-        _write_atomic(folder / CHECKSUMS_NAME, sums)
+        _write_atomic(folder / CHECKSUMS_NAME, self.checksums_text())
+
+    def checksums_text(self) -> str:
+        """The SHA256SUMS file's content (`sha256sum -c` format)."""
+        return "".join(f"{file.sha256}  {file.path}\n" for file in self.files)
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
-        return cls.from_json(json.loads((folder / MANIFEST_NAME).read_text()))
+        """The manifest in `folder`; UntrustedFolder when it has none, CorruptManifest when
+        it does not parse or names a path outside the folder."""
+        path = folder / MANIFEST_NAME
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise UntrustedFolder(
+                f"{folder} has no {MANIFEST_NAME}: it is not a published folder (or its "
+                "manifest was deleted); move it away or delete it, then fetch again"
+            ) from None
+        try:
+            manifest = cls.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CorruptManifest(
+                f"{path} is not a valid llm-rollout manifest ({type(error).__name__}: "
+                f"{error}); the folder cannot be verified: delete {folder} and fetch again"
+            ) from None
+        unsafe = [f.path for f in manifest.files if not _is_safe(f.path)]
+        if unsafe:
+            raise CorruptManifest(
+                f"{path} names paths outside its folder {unsafe}; it was tampered with: "
+                f"delete {folder} and fetch again"
+            )
+        return manifest
+
+
+def _is_safe(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return bool(path) and not pure.is_absolute() and ".." not in pure.parts
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -1,13 +1,17 @@
 """Re-verifying a published folder against its manifest.
 
-Quick mode trusts a stat cache (size, mtime, inode → sha256) and re-hashes only files whose
-stat changed; `full=True` re-hashes everything (a change that kept size and mtime, or any
-doubt). Extra files in the folder are reported: pods would see them.
+Quick mode trusts a stat cache (inode, size, mtime, ctime → sha256) and re-hashes only files
+whose stat changed. ctime is the point: a user can restore size and mtime after editing a
+file (`touch -r`), but not ctime, which the kernel sets on every change. `full=True`
+re-hashes everything and also checks SHA256SUMS against the manifest. Every file not in the
+manifest is reported wherever it is (pods would see it); only the manifest and SHA256SUMS at
+the top are ours. The cache is optional: on a read-only mount verification still works.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,9 +19,11 @@ from pathlib import Path
 
 from weights.errors import NotPublished
 from weights.hashing import hash_files
-from weights.layout import RESERVED_NAMES, RepoLayout
+from weights.layout import CHECKSUMS_NAME, RESERVED_NAMES, RepoLayout
 from weights.manifest import Manifest
 from weights.progress import NoProgress, Progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,14 @@ class VerifyReport:
     wrong_size: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    checksums_file: list[str] = field(default_factory=list)  # SHA256SUMS problems (full mode)
+    cache_written: bool = True
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatched or self.wrong_size or self.missing or self.extra)
+        return not (
+            self.mismatched or self.wrong_size or self.missing or self.extra or self.checksums_file
+        )
 
     def problems(self) -> list[str]:
         """One line per problem, naming the file."""
@@ -59,6 +69,7 @@ class VerifyReport:
         lines += [f"{path}: size differs from the manifest" for path in self.wrong_size]
         lines += [f"{path}: missing" for path in self.missing]
         lines += [f"{path}: not in the manifest (extra file)" for path in self.extra]
+        lines += [f"{CHECKSUMS_NAME}: {problem}" for problem in self.checksums_file]
         return lines
 
 
@@ -69,13 +80,12 @@ def verify_published(
     progress = progress or NoProgress()
     started = time.perf_counter()
     folder = layout.commit_dir(commit)
-    try:
-        manifest = Manifest.read(folder)
-    except FileNotFoundError:
+    if not folder.is_dir():
         raise NotPublished(
             f"{layout.repo_id}@{commit} is not published under {layout.root} "
-            "(no manifest); run `llm-rollout weights fetch`"
-        ) from None
+            "(no such folder); run `llm-rollout weights fetch`"
+        )
+    manifest = Manifest.read(folder)  # UntrustedFolder / CorruptManifest say what to do
     report = VerifyReport(layout.repo_id, commit, folder, len(manifest.files), manifest.total_bytes)
     cache = {} if full else _read_cache(layout.stat_cache(commit))
     fresh_cache: dict[str, list[object]] = {}
@@ -91,7 +101,7 @@ def verify_published(
         if stat.st_size != entry.size:
             report.wrong_size.append(entry.path)
             continue
-        key = [stat.st_size, stat.st_mtime_ns, stat.st_ino, entry.sha256]
+        key = _cache_key(stat, entry.sha256)
         if cache.get(entry.path) == key:
             fresh_cache[entry.path] = key
         else:
@@ -107,16 +117,12 @@ def verify_published(
             report.mismatched.append(Mismatch(result.path, expected[result.path], result.sha256))
         else:
             stat = stats[result.path]
-            fresh_cache[result.path] = [stat.st_size, stat.st_mtime_ns, stat.st_ino, result.sha256]
+            fresh_cache[result.path] = _cache_key(stat, result.sha256)
     progress.finish()
-    report.extra = sorted(
-        path.relative_to(folder).as_posix()
-        for path in folder.rglob("*")
-        if path.is_file()
-        and path.relative_to(folder).as_posix() not in expected
-        and path.name not in RESERVED_NAMES
-    )
-    _write_cache(layout.stat_cache(commit), fresh_cache)
+    report.extra = _extra_files(folder, set(expected))
+    if full:
+        report.checksums_file = _check_checksums_file(folder, manifest)
+    report.cache_written = _write_cache(layout.stat_cache(commit), fresh_cache)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -126,9 +132,45 @@ def remember_verified(layout: RepoLayout, commit: str, manifest: Manifest) -> No
     folder = layout.commit_dir(commit)
     cache: dict[str, list[object]] = {}
     for entry in manifest.files:
-        stat = (folder / entry.path).stat()
-        cache[entry.path] = [stat.st_size, stat.st_mtime_ns, stat.st_ino, entry.sha256]
+        cache[entry.path] = _cache_key((folder / entry.path).stat(), entry.sha256)
     _write_cache(layout.stat_cache(commit), cache)
+
+
+def _cache_key(stat: os.stat_result, sha256: str) -> list[object]:
+    """What must not have changed for a cached hash to stand. ctime is set by the kernel on
+    every write, chmod or rename and cannot be set back from user space (unlike mtime)."""
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, sha256]
+
+
+def _extra_files(folder: Path, expected: set[str]) -> list[str]:
+    """Every non-folder entry (file, symlink, fifo…) not in the manifest, at any depth;
+    only our own manifest and SHA256SUMS at the top are exempt."""
+    extra = []
+    for directory, folders, files in os.walk(folder):
+        here = Path(directory)
+        names = list(files) + [name for name in folders if (here / name).is_symlink()]
+        for name in names:
+            relative = (here / name).relative_to(folder).as_posix()
+            if relative not in expected and relative not in RESERVED_NAMES:
+                extra.append(relative)
+    return sorted(extra)
+
+
+def _check_checksums_file(folder: Path, manifest: Manifest) -> list[str]:
+    """SHA256SUMS is what humans check with `sha256sum -c`: it must say what the manifest says."""
+    try:
+        text = (folder / CHECKSUMS_NAME).read_text()
+    except FileNotFoundError:
+        return ["missing"]
+    except (OSError, UnicodeDecodeError) as error:
+        return [f"unreadable ({error})"]
+    if text == manifest.checksums_text():
+        return []
+    listed = set(text.splitlines())
+    wanted = set(manifest.checksums_text().splitlines())
+    problems = [f"line {line!r} is not in the manifest" for line in sorted(listed - wanted)]
+    problems += [f"lacks {line!r}" for line in sorted(wanted - listed)]
+    return problems or ["differs from the manifest (order or spacing)"]
 
 
 def _read_cache(path: Path) -> dict[str, list[object]]:
@@ -139,8 +181,15 @@ def _read_cache(path: Path) -> dict[str, list[object]]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, cache: dict[str, list[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_cache(path: Path, cache: dict[str, list[object]]) -> bool:
+    """Save the stat cache if the volume lets us; whether it did. Weights volumes are often
+    mounted read-only in pods: the verdict must never depend on this write."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(cache))
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(cache))
+        os.replace(temporary, path)
+    except OSError as error:
+        log.info("stat cache not saved (%s); the next verify re-hashes", error)
+        return False
+    return True

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fixtures.sandbox_servers import TinyModelHub
 from weights.fetch import WeightsSource
-from weights.hub import HubClient
+from weights.hub import HubClient, RetryPolicy
 from weights.layout import RepoLayout
 
 
@@ -20,9 +20,14 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
+# The product's retry policy with back-offs of a millisecond: fault tests exercise every
+# retry without sleeping through real back-offs.
+FAST_RETRY = RetryPolicy(backoff_seconds=0.001, backoff_max_seconds=0.002)
+
+
 @pytest.fixture
 def hub_client(tiny_hub: TinyModelHub) -> HubClient:
-    return HubClient(endpoint=tiny_hub.url)
+    return HubClient(endpoint=tiny_hub.url, retry=FAST_RETRY)
 
 
 @pytest.fixture

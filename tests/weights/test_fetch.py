@@ -36,10 +36,13 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def assert_nothing_published(root: Path, layout: RepoLayout) -> None:
+def assert_nothing_published(root: Path, layout: RepoLayout, bad: str | None = None) -> None:
+    """Nothing is visible under the repo; a file that failed verification is not kept in
+    staging either (verified files and partials of cut downloads are, for the next run)."""
     assert layout.published_commits() == []
-    staging = root / ".staging"
-    assert not staging.exists() or list(staging.iterdir()) == []
+    assert not layout.repo_dir.exists() or [p.name for p in layout.repo_dir.iterdir()] == [".lock"]
+    if bad is not None:
+        assert not list((root / ".staging").rglob(bad))
 
 
 class CallOnStart:
@@ -117,7 +120,7 @@ def test_a_corrupted_byte_fails_naming_the_file_and_publishes_nothing(
     assert WEIGHTS in message
     assert sha256_of(tiny_hub.model_dir / WEIGHTS) in message  # expected
     assert tiny_hub.commit in message
-    assert_nothing_published(root, layout)
+    assert_nothing_published(root, layout, bad=WEIGHTS)
 
 
 def test_a_corrupted_small_file_is_caught_by_its_git_hash(
@@ -127,7 +130,7 @@ def test_a_corrupted_small_file_is_caught_by_its_git_hash(
     tiny_hub.server.inject(Fault("corrupt", path="tokenizer.json", offset=10))
     with pytest.raises(ChecksumMismatch, match=r"tokenizer\.json.*git sha1"):
         fetch_weights(source, root, hub_client)
-    assert_nothing_published(root, layout)
+    assert_nothing_published(root, layout, bad="tokenizer.json")
 
 
 def test_a_cut_connection_is_resumed_and_verified(
@@ -155,7 +158,7 @@ def test_a_size_mismatch_is_refused(
     tiny_hub.server.inject(Fault("truncate", path=WEIGHTS, offset=1000))
     with pytest.raises(SizeMismatch, match=r"model\.safetensors.*lists \d+ bytes but sent 1000"):
         fetch_weights(source, root, hub_client)
-    assert_nothing_published(root, layout)
+    assert_nothing_published(root, layout, bad=WEIGHTS)
 
 
 def test_every_file_comes_from_the_pinned_commit_when_the_branch_moves(
