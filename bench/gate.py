@@ -26,9 +26,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from monitoring.gate import Decision, GateState, judge  # noqa: E402
+from monitoring.gate import judge  # noqa: E402
 from monitoring.prometheus import PrometheusFailed, measure  # noqa: E402
 from monitoring.queries import gate_queries  # noqa: E402
+from rollout import machine  # noqa: E402
 from sandbox.prometheus import SCRAPE_INTERVAL_SECONDS, start_prometheus  # noqa: E402
 from sandbox.vllm_metrics import MetricsEmulator  # noqa: E402
 from spec import ReleaseSpec, load_spec  # noqa: E402
@@ -46,6 +47,10 @@ INTERVAL_SECONDS = 5
 WINDOW_SECONDS = 15
 
 
+# what the controller observes of every pair: a ready canary beside stable
+GATING = machine.Facts("stable", "canary", machine.Rollout("complete"))
+
+
 @dataclass
 class Pair:
     namespace: str
@@ -53,7 +58,11 @@ class Pair:
     stable: MetricsEmulator
     canary: MetricsEmulator
     spec: ReleaseSpec
-    state: GateState = field(default_factory=GateState)
+    record: machine.RolloutRecord = field(
+        default_factory=lambda: machine.RolloutRecord(
+            "canary", machine.Phase.GATING, since=time.time(), ready_at=time.time()
+        )
+    )
     flagger_failures: int = 0
     ours_rolled_back_at: float | None = None
     flagger_rolled_back_at: float | None = None
@@ -130,11 +139,13 @@ def main() -> None:
                     values = measure(prometheus.url, queries).values
                 except PrometheusFailed:
                     continue
-                verdict = judge(
-                    pair.spec, values, pair.state, SCRAPE_INTERVAL_SECONDS, queries=queries
-                )
-                pair.state = verdict.state
-                if verdict.decision is Decision.ROLLBACK and pair.ours_rolled_back_at is None:
+                verdict = judge(pair.spec, values, SCRAPE_INTERVAL_SECONDS, queries=queries)
+                if pair.record.phase is machine.Phase.GATING:  # the controller's transition
+                    pair.record = machine.tick(
+                        pair.spec, pair.record, GATING, verdict, time.time()
+                    ).record
+                rolled_back = pair.record.phase is machine.Phase.ROLLING_BACK
+                if rolled_back and pair.ours_rolled_back_at is None:
                     pair.ours_rolled_back_at = time.monotonic()
                 pair.flagger_failures += flagger_style(pair.spec, values)
                 if (

@@ -33,7 +33,9 @@ from k8s.cluster import ClusterClient  # noqa: E402
 from k8s.history import ReleaseHistory  # noqa: E402
 from k8s.lifecycle import Lifecycle  # noqa: E402
 from k8s.release import Release  # noqa: E402
-from rollout.controller import Action, Metrics, step  # noqa: E402
+from rollout import controller  # noqa: E402
+from rollout.controller import Metrics  # noqa: E402
+from rollout.machine import Phase, RunState, Started  # noqa: E402
 from sandbox.dagster_home import DagsterHome, DagsterProcess  # noqa: E402
 from sandbox.prometheus import SCRAPE_INTERVAL_SECONDS  # noqa: E402
 from sandbox.world import SandboxWorld  # noqa: E402
@@ -145,12 +147,19 @@ def baseline_gate(
 ) -> float:
     """The same breach judged by the controller called in a loop at the gate interval."""
     lifecycle = Lifecycle(cluster, spec)
-    lifecycle.start_canary(Release(spec, commit, f"{EMULATOR}:errors"))
+    release = Release(spec, commit, f"{EMULATOR}:errors")
+    lifecycle.start_canary(release)
+    stable = lifecycle.history.read().stable or ""
+    controller.report(spec, cluster, Started(release.release_id, stable, "canary"))
     assert world.prometheus is not None
     metrics = Metrics(world.prometheus.url, SCRAPE_INTERVAL_SECONDS)
     poll(lambda: cluster.rollout_status(f"{spec.name}-canary", spec.namespace).phase == "complete")
     started = time.monotonic()
-    while step(spec, cluster, metrics).action is not Action.ROLLBACK:
+
+    def no_runs(run_key: str) -> tuple[RunState, str]:
+        return RunState.NONE, ""
+
+    while controller.tick(spec, cluster, metrics, no_runs).record.phase is not Phase.ROLLING_BACK:
         time.sleep(1)
     seconds = time.monotonic() - started
     lifecycle.rollback()

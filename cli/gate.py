@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.weights import load_or_exit
-from monitoring.gate import Decision, GateState, judge
+from monitoring.gate import judge
 from monitoring.prometheus import PrometheusFailed, measure
 from monitoring.queries import gate_queries
 
@@ -31,20 +31,22 @@ from monitoring.queries import gate_queries
 @click.option("--show-queries", is_flag=True, help="Print the PromQL of every measurement.")
 def gate(spec_path: Path, url: str, scrape_interval: float, show_queries: bool) -> None:
     """Measure canary vs stable over the spec's window and print the verdict as a table.
+    It judges one window; what the release controller does with it depends on the windows
+    before (`llm-rollout status` shows its phase).
 
-    Exit status: 0 pass/promote, 1 fail/rollback, 2 inconclusive, 3 error/hold.
+    Exit status: 0 pass, 1 fail, 2 inconclusive, 3 error.
     """
     spec = load_or_exit(spec_path)
     queries = gate_queries(spec)
     try:
         values = measure(url, queries).values
-        verdict = judge(spec, values, GateState(), scrape_interval, queries=queries)
+        verdict = judge(spec, values, scrape_interval, queries=queries)
     except PrometheusFailed as failure:
-        verdict = judge(spec, None, GateState(), scrape_interval, str(failure), queries)
+        verdict = judge(spec, None, scrape_interval, str(failure), queries)
     click.echo(f"{spec.name}: canary vs stable over {spec.gate.window}")
     click.echo(verdict.table())
     if show_queries:
         for query in queries:
             click.echo(f"{query.metric}/{query.track}: {query.promql}")
     codes = {"Pass": 0, "Fail": 1, "Inconclusive": 2, "Error": 3}
-    sys.exit(0 if verdict.decision is Decision.PROMOTE else codes[verdict.window.value])
+    sys.exit(codes[verdict.window.value])

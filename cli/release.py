@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from k8s.labels import deployment_name
 from k8s.release import Release, default_image
 from k8s.validation import schema_problems
 from monitoring.artifacts import write_monitoring
+from rollout.store import RolloutStore
 from weights.errors import WeightsError
 from weights.fetch import published_commit
 
@@ -88,7 +90,20 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
     try:
         cluster = ClusterClient.from_kubeconfig(str(kubeconfig) if kubeconfig else None)
         history = ReleaseHistory(cluster, spec).read()
+        record = RolloutStore(cluster, spec).read()
         click.echo(f"{spec.name} in {spec.namespace}")
+        since = (
+            datetime.fromtimestamp(record.since, UTC).isoformat(timespec="seconds")
+            if record.since
+            else "-"
+        )
+        click.echo(
+            f"  phase   {record.phase.value} since {since}"
+            + (f" ({record.release_id})" if record.release_id else "")
+        )
+        click.echo(f"  why     {record.reason or '-'}")
+        if record.override:
+            click.echo(f"  override {record.override}")
         if not history.releases:
             click.echo("  no releases recorded")
         for record in reversed(history.releases):
@@ -102,6 +117,10 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
                 f"{record.weights_commit[:12]}  {record.image}"
                 f"{'  <- ' + ', '.join(marks) if marks else ''}"
             )
+            if record.rejected:
+                click.echo(f"      rolled back by the controller: {record.rejected}")
+            for decision in record.decisions:
+                click.echo(f"      by hand: {decision}")
         for track in ("stable", "canary"):
             name = deployment_name(spec, track)
             if cluster.find("Deployment", name, spec.namespace) is None:

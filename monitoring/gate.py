@@ -116,7 +116,9 @@ def judge(
             return None, None
         return found[0], None
 
-    queried = {q.track for q in queries} if queries else {"canary", "stable"}
+    queried = (
+        {q.track for q in queries} if queries else {"canary", "stable"} if compare else {"canary"}
+    )
     _check_freshness(measurements, single, scrape_interval_seconds, sources, queried)
     requests, _ = single("requests", "canary")
     stable_requests, _ = single("requests", "stable")

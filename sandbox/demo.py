@@ -24,7 +24,7 @@ import dagster as dg
 
 from k8s.cluster import ClusterClient, NotFound
 from k8s.history import ReleaseHistory
-from rollout.gate_store import GateStore
+from rollout.store import RolloutStore
 from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
 from sandbox.load import LoadGenerator
 from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
@@ -176,7 +176,7 @@ class Demo:
             )
         else:
             ok = job == "rollback" and succeeded and history.stable == before
-            reason = GateStore(self.cluster, self.spec).read(canary or "").reason
+            reason = RolloutStore(self.cluster, self.spec).read().reason
             summary = (
                 f"rolled back {canary} ({reason}); stable {history.stable} untouched; "
                 f"{failed} requests failed on the canary meanwhile"
@@ -241,10 +241,10 @@ class Demo:
     def _row(self, label: str) -> None:
         """One table row, printed when anything in it changed."""
         history = ReleaseHistory(self.cluster, self.spec).read()
-        record = GateStore(self.cluster, self.spec).read(history.canary) if history.canary else None
+        record = RolloutStore(self.cluster, self.spec).read()
         counts = self.load.counts if self.load else None
-        streaks = f"{record.passes}/{record.failures}/{record.errors}" if record else "-"
-        gate = (record.decision or record.reason or "waiting") if record else "-"
+        streaks = f"{record.passes}/{record.failures}/{record.errors}"
+        gate = f"{record.phase.value}: {record.reason}"
         load = f"{counts.ok}/{counts.failed}" if counts else "-"
         row = (
             f"{label:8} {history.stable or '-':15} {self._available('stable'):>6} "
@@ -267,7 +267,7 @@ class Demo:
 
 HEADER = (
     f"time     {'scenario':8} {'stable':15} {'ready':>6} {'canary':15} {'ready':>6}  "
-    f"{'pass/fail/err':13} {'gate':48} {'load ok/fail':>12}"
+    f"{'pass/fail/err':13} {'controller':48} {'load ok/fail':>12}"
 )
 
 

@@ -65,8 +65,8 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_st
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 2
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 4
-    promoted = [e for e in evaluations if e.metadata["decision"].value == "promote"]
+    promoted = [e for e in evaluations if e.metadata["phase"].value == "Promoting"]
     assert len(promoted) == 1 and promoted[0].passed
     assert promoted[0].metadata["canary_ttft_p99"].value > 0  # real vLLM histograms
-    failed = [e for e in evaluations if e.metadata["decision"].value == "rollback"]
+    failed = [e for e in evaluations if e.metadata["phase"].value == "RollingBack"]
     assert any("success_rate" in str(e.metadata["measurements"].value) for e in failed)

@@ -235,8 +235,8 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
     while True:
         page.goto(f"{demo.url}/assets/demo_tiny/release?view=checks")
         expect(page.get_by_text("Latest execution")).to_be_visible(timeout=60_000)
-        decision = metadata_value(page, "decision")
-        if decision.count() and "rollback" in decision.inner_text():
+        phase = metadata_value(page, "phase")
+        if phase.count() and "RollingBack" in phase.inner_text():
             break
         assert time.monotonic() < deadline, f"no rollback verdict for {run_url}:\n{demo.output()}"
         page.wait_for_timeout(10_000)

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.catalogue import metric_names
-from monitoring.gate import GateState, Outcome, judge
+from monitoring.gate import Outcome, judge
 from monitoring.prometheus import measure
 from monitoring.queries import gate_queries
 from sandbox.vllm_process import VllmProcess
@@ -97,7 +97,6 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
         verdict = judge(
             spec,
             measure(prometheus.url, queries).values,
-            GateState(),
             SCRAPE_INTERVAL_SECONDS,
             queries=queries,
         )

@@ -1,0 +1,76 @@
+"""The gate's judging on plain values, as tables: each row a window as Prometheus would
+answer it, and the outcome a user sees for the measurement that matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitoring.gate import Outcome, judge
+from spec import load_spec
+from tests.conftest import MODELS_DIR
+
+SPEC = load_spec(MODELS_DIR / "demo-tiny.yaml")  # TTFT p99 ≤ 2 s, min 10 requests
+HEALTHY = {
+    "sample_age": 1.0,
+    "up": 1.0,
+    "requests": 100.0,
+    "ttft_p99": 0.5,
+    "itl_p99": 0.05,
+    "ttft_mean": 0.2,
+    "itl_mean": 0.02,
+    "queue_mean": 0.0,
+    "success_rate": 1.0,
+    "kv_cache_usage": 0.1,
+    "preemption_rate": 0.0,
+    "ttft_p99_above_top": 0.0,
+}
+
+
+def values(canary: dict[str, float], stable: dict[str, float] | None = None) -> dict:
+    both = {(k, "canary"): [v] for k, v in {**HEALTHY, **canary}.items()}
+    if stable is not None:
+        both |= {(k, "stable"): [v] for k, v in {**HEALTHY, **stable}.items()}
+    return both
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "metric", "outcome", "reason"),
+    [
+        ({}, {}, "ttft_p99", Outcome.PASS, "within limits"),
+        # histogram_quantile answers the top finite bound (5 s) when the p99 is in +Inf
+        ({"ttft_p99": 5.0, "ttft_p99_above_top": 0.5}, {}, "ttft_p99", Outcome.FAIL, "top bucket"),
+        (
+            {"ttft_p99": 1.0, "ttft_p99_above_top": 0.5},
+            {},
+            "ttft_p99",
+            Outcome.INCONCLUSIVE,
+            "cannot tell",
+        ),
+        ({"ttft_p99": 1.0, "ttft_p99_above_top": 0.005}, {}, "ttft_p99", Outcome.PASS, "within"),
+        # stable exports no such metric (say, another vLLM's name): never a silent Pass
+        ({}, {"itl_mean": float("nan")}, "itl_mean", Outcome.INCONCLUSIVE, "stable reports no"),
+        ({"itl_mean": 0.08}, {}, "itl_mean", Outcome.FAIL, "worse than stable"),
+        ({"requests": 3.0}, {}, "requests", Outcome.INCONCLUSIVE, "fewer than 10"),
+        ({"success_rate": 0.9}, {}, "success_rate", Outcome.FAIL, "breaks the SLO"),
+    ],
+)
+def test_a_measurement(
+    canary: dict[str, float], stable: dict[str, float], metric: str, outcome: Outcome, reason: str
+) -> None:
+    verdict = judge(SPEC, values(canary, stable), 1.0)
+    found = next(m for m in verdict.measurements if m.name == metric)
+    assert found.outcome is outcome, verdict.table()
+    assert reason in found.reason
+
+
+def test_the_request_count_is_in_the_table() -> None:
+    table = judge(SPEC, values({"requests": 42.0}, {"requests": 40.0}), 1.0).table()
+    assert "requests" in table and "42" in table and "40" in table
+
+
+def test_without_a_baseline_only_the_absolute_limits_apply() -> None:
+    queries_of_one_track = None  # a rolling release's bake: no stable values at all
+    verdict = judge(SPEC, values({}), 1.0, queries=queries_of_one_track, compare=False)
+    assert verdict.window is Outcome.PASS, verdict.table()
+    ttft = next(m for m in verdict.measurements if m.name == "ttft_mean")
+    assert "no baseline" in ttft.threshold
