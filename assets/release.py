@@ -175,10 +175,10 @@ def apply_release(
     status = lifecycle.wait(stable_name, logged_polls(context.log, stable_name))
     if status.phase != "complete":
         # the controller rolls back to the previous stable (its sensor launches the run)
-        controller.report(spec, cluster, ActionFailed(release_id, status.reason))
+        error = f"the rolling update did not complete: {status.reason}"
+        controller.report(spec, cluster, ActionFailed(release_id, error, "start"))
         raise dg.Failure(
-            description=f"the rolling update did not complete: {status.reason}; the release "
-            f"controller rolls back to {history.stable}",
+            description=f"{error}; the release controller rolls back to {history.stable}",
             allow_retries=False,
         )
     lifecycle.history.mark(stable=release_id)
@@ -250,14 +250,14 @@ def build_live_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             try:
                 status = lifecycle.promote(logged_polls(context.log, lifecycle.stable_name()))
             except ClusterError as error:
-                controller.report(spec, cluster, ActionFailed(canary, str(error)))
+                controller.report(spec, cluster, ActionFailed(canary, str(error), "promote"))
                 raise dg.Failure(
                     description=f"promoting {canary} failed: {error}; the release controller "
                     f"rolls back to {before.stable}",
                     allow_retries=False,
                 ) from error
             if status.phase != "complete":
-                controller.report(spec, cluster, ActionFailed(canary, status.reason))
+                controller.report(spec, cluster, ActionFailed(canary, status.reason, "promote"))
                 raise dg.Failure(
                     description=(
                         f"promoting {canary} stalled ({status.reason}); the release controller "
@@ -354,10 +354,14 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
                         target, logged_polls(context.log, lifecycle.stable_name())
                     )
                 except ClusterError as error:
-                    controller.report(spec, cluster, ActionFailed(record.release_id, str(error)))
+                    controller.report(
+                        spec, cluster, ActionFailed(record.release_id, str(error), "rollback")
+                    )
                     raise
                 if status.phase != "complete":
-                    controller.report(spec, cluster, ActionFailed(record.release_id, status.reason))
+                    controller.report(
+                        spec, cluster, ActionFailed(record.release_id, status.reason, "rollback")
+                    )
                     raise dg.Failure(
                         description=f"the rollback did not complete: {status.reason}",
                         allow_retries=False,

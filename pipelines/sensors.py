@@ -138,7 +138,9 @@ def build_failure_sensor(specs: list[ReleaseSpec]) -> dg.SensorDefinition:
             )
         error = context.failure_event.message or "run failed"
         record = controller.report(
-            spec, cluster, ActionFailed(release_id, f"run {run.run_id} failed: {error}"[:400])
+            spec,
+            cluster,
+            ActionFailed(release_id, f"run {run.run_id} failed: {error}"[:400], "start"),
         )
         return dg.SkipReason(
             f"reported to the release controller: {release_id} is {record.phase.value} "

@@ -161,10 +161,20 @@ class Promoted:
 
 @dataclass(frozen=True)
 class ActionFailed:
-    """A promote or rollback run failed (the sensor also sees it in the run's status)."""
+    """Starting, promoting or rolling back the release failed (`action`: "start",
+    "promote" or "rollback"); the sensor also sees a failed run in its status. Only the
+    action of the record's current phase counts: a late report of another is stale."""
 
     release_id: str
     error: str
+    action: str
+
+
+ACTION_OF = {
+    "start": "Starting",
+    "promote": "Promoting",
+    "rollback": "RollingBack",
+}
 
 
 @dataclass(frozen=True)
@@ -242,6 +252,8 @@ def report(spec: ReleaseSpec, record: RolloutRecord, event: Event, now: float) -
     if isinstance(event, RolledBack):
         return enter(record, Phase.ROLLED_BACK, now, f"rolled back: {record.reason}")
     if isinstance(event, ActionFailed):
+        if ACTION_OF.get(event.action) != record.phase.value:
+            return record
         return _action_failed(record, event.error, now)
     # Override
     who = f"{event.by}: {event.reason}"

@@ -4,6 +4,8 @@ and running the queue, and runs launched with `dagster job launch` — as a user
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from kubernetes import client
 
 from k8s.cluster import ClusterClient
 from k8s.history import History, ReleaseHistory
-from rollout.gate_store import GateRecord, GateStore
+from rollout.machine import RolloutRecord
+from rollout.store import RolloutStore
 from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
 from sandbox.world import SandboxWorld
 from spec import ReleaseSpec, load_spec
@@ -42,6 +45,7 @@ def emulated_spec(name: str, **changes: Any) -> dict[str, Any]:
             "required_passes": 2,
             "failure_limit": 2,
             "consecutive_error_limit": 2,
+            "bake_seconds": 10,
         },
     }
     return merged(merged(base, fast), changes)
@@ -70,9 +74,17 @@ class Orchestra:
     def history(self, name: str) -> History:
         return ReleaseHistory(self.cluster, self.spec(name)).read()
 
-    def gate_record(self, name: str) -> GateRecord | None:
-        canary = self.history(name).canary
-        return GateStore(self.cluster, self.spec(name)).read(canary) if canary else None
+    def record(self, name: str) -> RolloutRecord:
+        """The release controller's record of the model."""
+        return RolloutStore(self.cluster, self.spec(name)).read()
+
+    def pod_urls(self, name: str, release: str) -> list[str]:
+        """The addresses of a release's running pods (each an emulated vLLM)."""
+        spec = self.spec(name)
+        pods = client.CoreV1Api(self.world.api).list_namespaced_pod(
+            spec.namespace, label_selector=f"llm-rollout.io/release={release}"
+        )
+        return [f"http://{p.status.pod_ip}:8000" for p in pods.items if p.status.pod_ip]
 
     def deployment(self, name: str, track: str = "stable") -> Any:
         spec = self.spec(name)
@@ -99,6 +111,25 @@ class Orchestra:
         if revision:
             ops[f"{group}__weights"] = {"config": {"revision": revision}}
         return self.launch(f"{group}_rollout", {"ops": ops} if ops else None)
+
+    def materialize_all(
+        self, name: str, image: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """What *Materialize all* on the model's asset group does: one run of every asset
+        (weights → image → release → live) and their checks, here from `dagster asset
+        materialize` (the run executes in that process, on this instance)."""
+        group = name.replace("-", "_")
+        ops = {f"{group}__image": {"config": {"reference": image}}} if image else {}
+        return self.home.cli(
+            "asset",
+            "materialize",
+            "--select",
+            f"group:{group}",
+            "-w",
+            str(WORKSPACE),
+            "--config-json",
+            json.dumps({"ops": ops}),
+        )
 
     def run(self, run_id: str) -> dg.DagsterRun:
         found = self.instance.get_run_by_id(run_id)

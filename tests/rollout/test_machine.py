@@ -213,7 +213,7 @@ def test_a_promotion_that_failed_midway_is_rolled_back_to_the_previous_stable(
     spec: ReleaseSpec,
 ) -> None:
     promoting = record(Phase.PROMOTING, attempt=1)
-    failed = report(spec, promoting, ActionFailed(NEW, "InsufficientGpus: 0 free"), T0)
+    failed = report(spec, promoting, ActionFailed(NEW, "InsufficientGpus: 0 free", "promote"), T0)
     assert failed.phase is Phase.ROLLING_BACK
     assert "InsufficientGpus" in failed.reason and OLD in failed.reason
 
@@ -253,7 +253,13 @@ def test_the_bake_after_promotion(
         (RolloutRecord(), Started(NEW, OLD, "canary"), Phase.STARTING),
         (RolloutRecord(), Installed(NEW), Phase.DONE),
         (record(Phase.STARTING, strategy="rolling"), RolledOut(NEW), Phase.BAKING),
-        (record(Phase.STARTING, strategy="rolling"), ActionFailed(NEW, "x"), Phase.ROLLING_BACK),
+        (
+            record(Phase.STARTING, strategy="rolling"),
+            ActionFailed(NEW, "x", "start"),
+            Phase.ROLLING_BACK,
+        ),
+        # a run-failure report that arrives after the rollback began is stale
+        (record(Phase.ROLLING_BACK), ActionFailed(NEW, "x", "start"), Phase.ROLLING_BACK),
         (record(Phase.PROMOTING), Promoted(NEW), Phase.BAKING),
         (record(Phase.ROLLING_BACK), RolledBack(NEW), Phase.ROLLED_BACK),
         (record(Phase.ROLLING_BACK), RolledBack("rel-other"), Phase.ROLLING_BACK),  # stale run
