@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 # Connect/read timeouts; a read that stalls this long counts as a cut and is retried.
 TIMEOUT = httpx2.Timeout(30.0, connect=10.0)
-STREAM_CHUNK = 4 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # The Hub redirects LFS files once (to its CDN); a few more hops allow a mirror in front.
 MAX_REDIRECTS = 5
@@ -68,7 +67,7 @@ class RetryPolicy:
     backoff_max_seconds: float = 8.0  # a Hub restart or a proxy hiccup is over by then
     # An attempt "made progress" when it moved the high-water mark by this much (or to the
     # end): a link that trickles a few bytes per connection must not retry forever.
-    progress_bytes: int = 1 << 20
+    progress_bytes: int = 256 * 1024
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the `failures`-th failure in a row (equal jitter: half
@@ -205,8 +204,10 @@ class HubClient:
             except (httpx2.TransportError, _RetryableStatus) as failure:
                 received += transfer.received - before
                 if transfer.hasher.size >= min(high_water + policy.progress_bytes, remote.size):
-                    failures = 0  # progress: the budget starts again
-                high_water = max(high_water, transfer.hasher.size)
+                    # progress: the link works, it only dropped; the budget starts again and
+                    # the retry goes at once
+                    high_water, failures = transfer.hasher.size, 0
+                    continue
                 failures += 1
                 if failures >= policy.attempts:
                     raise HubUnreachable(
@@ -243,7 +244,9 @@ class HubClient:
                 transfer.restart()
                 if response.status_code == 206:
                     raise _RetryableStatus(response)
-            for chunk in response.iter_bytes(STREAM_CHUNK):
+            # chunks as they arrive: a fixed chunk size would make httpx buffer, and a cut
+            # connection would lose up to a chunk of bytes that had arrived intact
+            for chunk in response.iter_bytes():
                 if transfer.hasher.size + len(chunk) > remote.size:
                     raise SizeMismatch(
                         f"{remote.path}: the server sent more than the {remote.size} bytes the "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,8 +32,9 @@ class Fault:
     - `slow`: wait `delay_seconds` before answering.
     - `status`: answer `status` (401, 404, 429, 5xx…) instead of the real response.
 
-    `repo` and `path` (a glob) narrow which requests it hits; `times` limits how many
-    (None = until cleared).
+    `repo` and `path` (a glob) narrow which requests it hits; `skip` lets that many matching
+    requests through first (to script "the second request is cut, the third…"); `times`
+    limits how many it hits (None = until cleared).
     """
 
     kind: FaultKind
@@ -42,6 +45,7 @@ class Fault:
     delay_seconds: float = 0.0
     offset: int = 0
     times: int | None = None
+    skip: int = 0
 
     def matches(self, route: Route, repo: str | None, path: str | None) -> bool:
         """Whether this fault applies to a request on `route` for `repo` and `path`."""
@@ -55,4 +59,20 @@ class Fault:
 
 
 class FaultBook(SandboxFaultBook[Fault]):
-    """The Hub's active faults."""
+    """The Hub's active faults; a fault with `skip` lets that many matching requests pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._skip_lock = threading.Lock()
+
+    def take(self, matches: Callable[[Fault], bool]) -> list[Fault]:
+        def due(fault: Fault) -> bool:
+            if not matches(fault):
+                return False
+            with self._skip_lock:
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return False
+            return True
+
+        return super().take(due)

@@ -205,13 +205,12 @@ class _FileSender(BaseHTTPRequestHandler):
     def _apply_faults(
         self, route: Route, repo: str | None, path: str | None, content: bool
     ) -> list[Fault]:
-        """Take the faults for this request: status/slow ones, and content ones when this
-        answer carries a file's bytes (`content`)."""
+        """Take the faults for this request: the status/slow ones where a request first
+        arrives (`content=False`), the content ones where a file's bytes are sent
+        (`content=True`), so each fault hits one hop of a redirected download, once."""
 
         def applies(fault: Fault) -> bool:
-            return (content or fault.kind not in CONTENT_FAULTS) and fault.matches(
-                route, repo, path
-            )
+            return (fault.kind in CONTENT_FAULTS) == content and fault.matches(route, repo, path)
 
         faults = self.faults.take(applies)
         for fault in faults:

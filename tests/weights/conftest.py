@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,28 @@ def source(tiny_hub: TinyModelHub) -> WeightsSource:
 @pytest.fixture
 def layout(root: Path, tiny_hub: TinyModelHub) -> RepoLayout:
     return RepoLayout(root, tiny_hub.repo_id)
+
+
+@pytest.fixture
+def read_only_view(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Mounts a folder read-only at a second path, as pods mount the weights volume (a bind
+    mount remounted ro: EROFS even for root, which chmod cannot give). Needs root."""
+    mounted: list[Path] = []
+
+    def view(folder: Path) -> Path:
+        target = tmp_path / f"read-only-{len(mounted)}"
+        target.mkdir()
+        for command in (
+            ["mount", "--bind", str(folder), str(target)],
+            ["mount", "-o", "remount,ro,bind", str(target)],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                subprocess.run(["umount", str(target)], capture_output=True)
+                pytest.skip(f"cannot bind-mount read-only (needs root): {done.stderr}")
+        mounted.append(target)
+        return target
+
+    yield view
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], check=False)
