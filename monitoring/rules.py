@@ -18,6 +18,14 @@ PREEMPTION_ALERT_PER_SECOND = 0.1  # sustained preemptions: KV cache too small f
 RESTARTS_ALERT = 2  # container restarts in 15 minutes
 
 
+def controller_phase(spec: ReleaseSpec, phase: str) -> str:
+    """kube-state-metrics' series of the controller's record while it is in `phase`."""
+    return (
+        f'kube_configmap_labels{{namespace="{spec.namespace}",configmap="{spec.name}-rollout",'
+        f'label_llm_rollout_io_phase="{phase}"}}'
+    )
+
+
 def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
     """A Prometheus rule file (groups of recording and alerting rules) for the spec."""
     names = metric_names(spec.serving.version_tuple)
@@ -126,6 +134,24 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
             "0m",
             "critical",
             "a rollout exceeded its progress deadline",
+        ),
+        # the release controller's phase, a label on its record (ConfigMap `<model>-rollout`)
+        # that kube-state-metrics exports with
+        # --metric-labels-allowlist=configmaps=[llm-rollout.io/phase]
+        alert(
+            "LlmRolloutHolding",
+            f"{controller_phase(spec, 'Holding')} == 1",
+            "1m",
+            "warning",
+            "the release controller is holding a release: its metrics cannot be measured "
+            "(see `llm-rollout status`)",
+        ),
+        alert(
+            "LlmRolloutRollbackStuck",
+            f"{controller_phase(spec, 'RollingBack')} == 1",
+            "15m",
+            "critical",
+            "a rollback has not completed in 15 minutes (see `llm-rollout status`)",
         ),
     ]
     return {

@@ -47,6 +47,15 @@ def histogram(name: str, bucket_with_all: str, buckets: list[str]) -> list[dict[
     return rows
 
 
+def phase_series(phase: str) -> dict[str, str]:
+    """kube-state-metrics' series of the controller's record, in `phase` for 30 minutes."""
+    return {
+        "series": 'kube_configmap_labels{namespace="llm-demo",configmap="demo-tiny-rollout",'
+        f'label_llm_rollout_io_phase="{phase}"}}',
+        "values": "1x30",
+    }
+
+
 LATENCY_BUCKETS = ["0.1", "0.25", "0.5", "1.0", "2.5", "5.0"]
 CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]] = {
     "VllmQueueDepthHigh": (
@@ -127,6 +136,26 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
             "deployment": "demo-tiny-canary",
             "condition": "Progressing",
             "status": "false",
+            "severity": "critical",
+        },
+    ),
+    "LlmRolloutHolding": (
+        [phase_series("Holding")],
+        [phase_series("Gating")],
+        {
+            "namespace": "llm-demo",
+            "configmap": "demo-tiny-rollout",
+            "label_llm_rollout_io_phase": "Holding",
+            "severity": "warning",
+        },
+    ),
+    "LlmRolloutRollbackStuck": (
+        [phase_series("RollingBack")],
+        [phase_series("RolledBack")],
+        {
+            "namespace": "llm-demo",
+            "configmap": "demo-tiny-rollout",
+            "label_llm_rollout_io_phase": "RollingBack",
             "severity": "critical",
         },
     ),
