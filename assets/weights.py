@@ -14,10 +14,13 @@ from assets.naming import asset_key, group_name
 from pipelines.resources import WeightsStore
 from spec import ReleaseSpec
 from weights.errors import (
+    CorruptManifest,
     HubAccessDenied,
     NotEnoughSpace,
     RepoNotFound,
     RevisionNotFound,
+    StorageError,
+    UntrustedFolder,
     WeightsError,
 )
 from weights.fetch import WeightsSource, fetch_weights
@@ -25,8 +28,17 @@ from weights.layout import MANIFEST_NAME, RepoLayout
 from weights.verify import verify_published
 
 LOG_EVERY_SECONDS = 10.0  # progress lines in the run log: often enough to see it move
-# Retrying cannot fix these: the user must change the spec, the token or the disk.
-PERMANENT_ERRORS = (HubAccessDenied, RepoNotFound, RevisionNotFound, NotEnoughSpace)
+# Retrying cannot fix these: the user must change the spec, the token or the disk. (A cut
+# download is not here: a retry resumes from the staged bytes.)
+PERMANENT_ERRORS = (
+    HubAccessDenied,
+    RepoNotFound,
+    RevisionNotFound,
+    NotEnoughSpace,
+    StorageError,
+    CorruptManifest,
+    UntrustedFolder,
+)
 
 
 class LoggedProgress:
@@ -76,7 +88,7 @@ def build_weights_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             "downloaded, verified file by file against the Hub's own hashes (sha256 for LFS "
             "files, git sha1 for the rest) and published atomically as an immutable folder."
         ),
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=30),  # idempotent: reruns resume
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=30),  # reruns resume staged bytes
         tags={"llm-rollout/model": spec.name},
     )
     def weights(

@@ -10,7 +10,7 @@ import click
 from cli.progress import TerminalProgress, human_bytes
 from spec import ReleaseSpec, SpecFileError, load_spec
 from weights.errors import WeightsError
-from weights.fetch import WeightsSource, fetch_weights, published_commit
+from weights.fetch import WeightsSource, fetch_weights, published_commit, storage_errors
 from weights.hub import HubClient
 from weights.layout import RepoLayout
 from weights.retention import prune
@@ -79,10 +79,11 @@ def verify(spec_path: Path, root: Path, full: bool, commit: str | None) -> None:
     """Check a published revision against its manifest; exit 1 naming every bad file."""
     spec = load_or_exit(spec_path)
     try:
-        commit = commit or published_commit(root, source_of(spec))
-        report = verify_published(
-            RepoLayout(root, spec.source.repo), commit, full=full, progress=TerminalProgress()
-        )
+        with storage_errors(root):
+            commit = commit or published_commit(root, source_of(spec))
+            report = verify_published(
+                RepoLayout(root, spec.source.repo), commit, full=full, progress=TerminalProgress()
+            )
     except WeightsError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
@@ -99,12 +100,24 @@ def verify(spec_path: Path, root: Path, full: bool, commit: str | None) -> None:
 @weights.command("prune")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
 @root_option
-@click.option("--keep", default=3, show_default=True, help="Newest revisions to keep.")
+@click.option(
+    "--keep",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Newest revisions to keep.",
+)
 @click.option("--protect", multiple=True, help="A commit that must stay (repeatable).")
 def prune_command(spec_path: Path, root: Path, keep: int, protect: tuple[str, ...]) -> None:
-    """Delete old published revisions, keeping the newest and every protected one."""
+    """Delete old published revisions, keeping the newest and every protected one; clear
+    what killed fetches left in staging."""
     spec = load_or_exit(spec_path)
-    result = prune(root, spec.source.repo, keep, set(protect))
+    try:
+        with storage_errors(root):
+            result = prune(root, spec.source.repo, keep, set(protect))
+    except WeightsError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
     for commit in result.deleted:
         click.echo(f"deleted {commit}")
     click.echo(f"kept {len(result.kept)}, deleted {len(result.deleted)}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from weights.errors import NotPublished
+from weights.errors import NotPublished, WeightsError
 from weights.fetch import WeightsSource, fetch_weights
 from weights.hub import HubClient
-from weights.layout import RepoLayout
+from weights.layout import CHECKSUMS_NAME, MANIFEST_NAME, RepoLayout
 from weights.verify import verify_published
 
 WEIGHTS = "model.safetensors"
@@ -62,13 +63,54 @@ def test_a_bit_flipped_later_is_reported_with_both_hashes(
     assert report.mismatched[0].expected_sha256 in problem
 
 
-def test_a_flip_that_kept_size_and_mtime_needs_full_mode(
+def test_a_flip_that_kept_size_and_mtime_is_caught_by_the_quick_verify(
+    layout: RepoLayout, published: str, hub_client: HubClient, source: WeightsSource, root: Path
+) -> None:
+    # `touch -r` restores mtime after an edit; only ctime (set by the kernel) tells
+    flip_a_bit(layout.commit_dir(published) / WEIGHTS, keep_mtime=True)
+    report = verify_published(layout, published)
+    assert [m.path for m in report.mismatched] == [WEIGHTS]
+    assert report.rehashed_files == 1
+    with pytest.raises(WeightsError, match=r"no longer matches its manifest:\n  model"):
+        fetch_weights(source, root, hub_client)  # its "already published" path
+
+
+def test_a_file_with_a_reserved_name_in_a_subfolder_is_an_extra_file(
     layout: RepoLayout, published: str
 ) -> None:
-    flip_a_bit(layout.commit_dir(published) / WEIGHTS, keep_mtime=True)
-    # quick mode trusts the stat cache for files whose stat did not change (its documented
-    # limit), so the inode must differ… or the user asks for --full:
-    assert verify_published(layout, published, full=True).mismatched[0].path == WEIGHTS
+    folder = layout.commit_dir(published)
+    (folder / "evil").mkdir()
+    (folder / "evil" / CHECKSUMS_NAME).write_text("whatever\n")
+    (folder / "evil" / MANIFEST_NAME).write_text("{}")
+    (folder / "link.bin").symlink_to(folder / WEIGHTS)
+    report = verify_published(layout, published)
+    assert report.extra == sorted([f"evil/{MANIFEST_NAME}", f"evil/{CHECKSUMS_NAME}", "link.bin"])
+
+
+def test_full_verify_checks_sha256sums_against_the_manifest(
+    layout: RepoLayout, published: str
+) -> None:
+    sums = layout.commit_dir(published) / CHECKSUMS_NAME
+    lines = sums.read_text().splitlines()
+    sums.write_text("\n".join(["0" * 64 + "  config.json", *lines[1:]]) + "\n")
+    report = verify_published(layout, published, full=True)
+    assert not report.ok
+    assert any(p.startswith(f"{CHECKSUMS_NAME}: line") for p in report.problems())
+    sums.unlink()
+    assert verify_published(layout, published, full=True).checksums_file == ["missing"]
+
+
+def test_verify_works_on_a_read_only_mount_without_its_stat_cache(
+    layout: RepoLayout, published: str, root: Path, read_only_view: Callable[[Path], Path]
+) -> None:
+    layout.stat_cache(published).unlink()  # so verify wants to write a fresh one
+    mounted = RepoLayout(read_only_view(root), layout.repo_id)
+    report = verify_published(mounted, published)
+    assert report.ok
+    assert not report.cache_written
+    assert report.rehashed_files == report.files  # no cache: everything re-hashed
+    flip_a_bit(layout.commit_dir(published) / WEIGHTS)
+    assert [m.path for m in verify_published(mounted, published).mismatched] == [WEIGHTS]
 
 
 def test_extra_missing_and_resized_files_are_reported(layout: RepoLayout, published: str) -> None:
