@@ -1,7 +1,8 @@
 """Weights benchmark: verification throughput, cheap re-verification, fetch+verify vs the
-usual snapshot_download + sha256 pass. Every number is measured in this run, side by side.
+usual snapshot_download + sha256 pass, and bytes downloaded over a flaky link. Every number
+is measured in this run, side by side.
 
-    .venv/bin/python bench/weights.py                 # 8 shards × 256 MiB
+    .venv/bin/python bench/weights.py                 # 8 shards × 256 MiB, 100 MB flaky file
     .venv/bin/python bench/weights.py --shards 4 --shard-mib 64    # quicker
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from huggingface_hub import snapshot_download
+import httpx2
+from huggingface_hub import hf_hub_download, snapshot_download
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -30,6 +33,8 @@ from weights.verify import verify_published  # noqa: E402
 
 REPO_ID = "bench/sharded"
 SMALL_REPO_ID = "bench/many-files"
+FLAKY_REPO_ID = "bench/flaky"
+FLAKY_FILE = "model.safetensors"
 
 
 def make_tree(folder: Path, shards: int, shard_bytes: int) -> int:
@@ -48,12 +53,16 @@ def make_tree(folder: Path, shards: int, shard_bytes: int) -> int:
 
 
 def single_core_sha256(files: list[Path]) -> float:
+    """The baseline: one thread, hashlib.sha256, reading as the product does (readinto into
+    one reused 8 MiB buffer, unbuffered), so the comparison measures parallelism only."""
     started = time.perf_counter()
+    buffer = bytearray(8 * 2**20)
+    view = memoryview(buffer)
     for path in files:
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(8 * 2**20):
-                digest.update(chunk)
+        with path.open("rb", buffering=0) as handle:
+            while read := handle.readinto(buffer):
+                digest.update(view[:read])
     return time.perf_counter() - started
 
 
@@ -72,6 +81,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--shard-mib", type=int, default=256)
     parser.add_argument("--small-files", type=int, default=200)
+    parser.add_argument("--flaky-mb", type=int, default=100, help="file size over the flaky link")
+    parser.add_argument("--drop-every-mb", type=int, default=15, help="the link drops this often")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     options = parser.parse_args()
     work = Path(options.work or tempfile.mkdtemp(prefix="bench-weights-"))
@@ -95,9 +106,14 @@ def main() -> None:
             label = f"llm-rollout, {workers} worker(s)"
             print(f"  {label:32s} {mib / seconds:8.0f} MiB/s  {baseline / seconds:.2f}×")
 
+        flaky = make_flaky(work, options.flaky_mb * 10**6)
         hub_process, endpoint = start_hub(
             work / "hub",
-            [f"{REPO_ID}={tree}", f"{SMALL_REPO_ID}={make_small(work, options.small_files)}"],
+            [
+                f"{REPO_ID}={tree}",
+                f"{SMALL_REPO_ID}={make_small(work, options.small_files)}",
+                f"{FLAKY_REPO_ID}={flaky}",
+            ],
         )
         try:
             client = HubClient(endpoint=endpoint)
@@ -143,6 +159,21 @@ def main() -> None:
             for label, seconds in rows:
                 print(f"  {label:52s} {seconds:7.2f} s  vs warm {seconds / warm:.2f}"
                       f"  vs read-back {seconds / cold:.2f}")  # fmt: skip
+
+            # (d) a link that drops every N MB: bytes downloaded vs the file's size
+            size = options.flaky_mb * 10**6
+            drop = options.drop_every_mb * 10**6
+            print(f"\n(d) a {options.flaky_mb} MB file over a link that drops every "
+                  f"{options.drop_every_mb} MB (goal ≤ 1.10× its size)")  # fmt: skip
+            for label, run in [
+                ("llm-rollout fetch", lambda: fetch_weights(
+                    WeightsSource(FLAKY_REPO_ID, "main"), work / "flaky-fetched", client)),
+                ("huggingface_hub hf_hub_download", lambda: hf_hub_download(
+                    FLAKY_REPO_ID, FLAKY_FILE, endpoint=endpoint, cache_dir=work / "flaky-hf")),
+            ]:  # fmt: skip
+                sent, requests, outcome = flaky_run(endpoint, drop, run)
+                print(f"  {label:34s} {sent / 1e6:8.1f} MB in {requests:3d} requests  "
+                      f"{sent / size:5.2f}×  {outcome}")  # fmt: skip
         finally:
             hub_process.terminate()
             hub_process.wait()
@@ -159,6 +190,38 @@ def drop_from_page_cache(path: Path) -> None:
         os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(descriptor)
+
+
+def flaky_run(endpoint: str, drop: int, run: object) -> tuple[int, int, str]:
+    """Run a download while the sandbox Hub cuts every answer for the flaky file after `drop`
+    bytes; return (body bytes it sent, file requests, "ok" or the error)."""
+    httpx2.delete(f"{endpoint}/_sandbox/stats")
+    fault = {"kind": "cut_every", "repo": FLAKY_REPO_ID, "path": FLAKY_FILE, "offset": drop}
+    httpx2.post(f"{endpoint}/_sandbox/faults", content=json.dumps(fault))
+    try:
+        run()  # type: ignore[operator]
+        outcome = "ok"
+    except Exception as error:  # the comparison reports any failure, whatever its type
+        outcome = f"failed: {type(error).__name__}"
+    finally:
+        httpx2.delete(f"{endpoint}/_sandbox/faults")
+    stats = httpx2.get(f"{endpoint}/_sandbox/stats").json()
+    return (
+        stats["body_bytes"].get(FLAKY_FILE, 0),
+        stats["file_requests"].get(FLAKY_FILE, 0),
+        outcome,
+    )
+
+
+def make_flaky(work: Path, size: int) -> Path:
+    folder = work / "flaky"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}\n")
+    with (folder / FLAKY_FILE).open("wb") as out:
+        block = os.urandom(2**20)
+        for start in range(0, size, len(block)):
+            out.write(block[: min(len(block), size - start)])
+    return folder
 
 
 def make_small(work: Path, count: int) -> Path:

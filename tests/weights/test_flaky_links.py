@@ -4,6 +4,7 @@ link that keeps dropping still finishes (issue #23)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -25,17 +26,22 @@ def sha256_of(path: Path) -> str:
 
 
 def test_an_ignored_range_between_two_cuts_never_publishes_a_wrong_file(
-    tiny_hub: TinyModelHub, hub_client: HubClient, source: WeightsSource, root: Path
+    tiny_hub: TinyModelHub, hub_client: HubClient, root: Path, tmp_path: Path
 ) -> None:
-    # 1st request cut at 700 kB; the 2nd (Range: bytes=700000-) is answered 200 with the whole
-    # file by a proxy and cut at 1 MB; the 3rd gets an honest 206.
-    tiny_hub.server.inject(Fault("cut", path=WEIGHTS, offset=700_000, times=1))
+    # a 10 MB shard (bigger than a client's read buffer, so the first cut leaves bytes on disk)
+    folder = tmp_path / "big"
+    folder.mkdir()
+    original = folder / WEIGHTS
+    original.write_bytes(os.urandom(10_000_000))
+    tiny_hub.server.store.commit_folder("org/big", folder)
+    # 1st request cut at 5 MB; the 2nd (Range: bytes=<what we have>-) is answered 200 with
+    # the whole file by a proxy and cut at 9 MB; the 3rd gets an honest 206.
+    tiny_hub.server.inject(Fault("cut", path=WEIGHTS, offset=5_000_000, times=1))
     tiny_hub.server.inject(Fault("ignore_range", path=WEIGHTS, skip=1, times=1))
-    tiny_hub.server.inject(Fault("cut", path=WEIGHTS, offset=1_000_000, skip=1, times=1))
-    result = fetch_weights(source, root, hub_client)
+    tiny_hub.server.inject(Fault("cut", path=WEIGHTS, offset=9_000_000, skip=1, times=1))
+    result = fetch_weights(WeightsSource("org/big", "main"), root, hub_client)
     assert tiny_hub.server.stats.file_requests[WEIGHTS] == 3  # the scenario really happened
     published = result.folder / WEIGHTS
-    original = tiny_hub.model_dir / WEIGHTS
     assert published.stat().st_size == original.stat().st_size
     assert sha256_of(published) == sha256_of(original)
 
