@@ -78,13 +78,17 @@ class Orchestra:
         """The release controller's record of the model."""
         return RolloutStore(self.cluster, self.spec(name)).read()
 
-    def pod_urls(self, name: str, release: str) -> list[str]:
-        """The addresses of a release's running pods (each an emulated vLLM)."""
+    def pod_urls(self, name: str, release: str, track: str = "stable") -> list[str]:
+        """The addresses of a release's running pods of one track (each an emulated vLLM)."""
         spec = self.spec(name)
         pods = client.CoreV1Api(self.world.api).list_namespaced_pod(
-            spec.namespace, label_selector=f"llm-rollout.io/release={release}"
+            spec.namespace, label_selector=f"llm-rollout.io/release={release},track={track}"
         )
-        return [f"http://{p.status.pod_ip}:8000" for p in pods.items if p.status.pod_ip]
+        return [
+            f"http://{p.status.pod_ip}:8000"
+            for p in pods.items
+            if p.status.pod_ip and p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
 
     def deployment(self, name: str, track: str = "stable") -> Any:
         spec = self.spec(name)
@@ -125,8 +129,8 @@ class Orchestra:
             "materialize",
             "--select",
             f"group:{group}",
-            "-w",
-            str(WORKSPACE),
+            "-m",
+            "pipelines.definitions",
             "--config-json",
             json.dumps({"ops": ops}),
         )
