@@ -12,16 +12,29 @@ import pytest
 from monitoring.gate import Outcome, Verdict, judge
 from monitoring.prometheus import PrometheusFailed, measure
 from monitoring.queries import gate_queries
+from sandbox.prometheus import PrometheusMissing, start_prometheus
 from sandbox.vllm_metrics import MetricsEmulator
 from spec import ReleaseSpec, load_spec
 from tests.conftest import MODELS_DIR
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
 
 WINDOW_SECONDS = 10
+# Every scenario's stable and canary pods, in a namespace of their own, scraped by one
+# Prometheus at once: one wait for a window of samples instead of one per scenario.
+SCENARIOS = {
+    "healthy": ("healthy", 1.0),
+    "slow_first_token": ("slow_first_token", 1.0),
+    "slow_decoding": ("slow_decoding", 1.0),
+    "errors": ("errors", 1.0),
+    "all_errors": ("all_errors", 1.0),
+    "kv_pressure": ("kv_pressure", 1.0),
+    "slower": ("healthy", 1.3),
+    "no_traffic": ("no_traffic", 1.0),
+    "dying": ("healthy", 1.0),  # dies as soon as it is started
+}
 
 
-@pytest.fixture
-def spec() -> ReleaseSpec:
+def spec_for(namespace: str = "llm-demo") -> ReleaseSpec:
     demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
     gate = demo.gate.model_copy(
         update={
@@ -34,7 +47,7 @@ def spec() -> ReleaseSpec:
             "max_relative_regression": 0.2,
         }
     )
-    return demo.model_copy(update={"gate": gate})
+    return demo.model_copy(update={"gate": gate, "namespace": namespace})
 
 
 def evaluate(prometheus: LocalPrometheus, spec: ReleaseSpec) -> Verdict:
@@ -46,33 +59,48 @@ def evaluate(prometheus: LocalPrometheus, spec: ReleaseSpec) -> Verdict:
     return judge(spec, measured.values, SCRAPE_INTERVAL_SECONDS, queries=queries)
 
 
-@pytest.fixture
-def pods(prometheus: LocalPrometheus, spec: ReleaseSpec) -> Iterator[object]:
+def start_pair(
+    prometheus: LocalPrometheus, namespace: str, canary: str, scale: float = 1.0
+) -> list[MetricsEmulator]:
+    stable = MetricsEmulator("healthy", seed=1).start()
+    candidate = MetricsEmulator(canary, latency_scale=scale, seed=2).start()
+    prometheus.add_pod(namespace, "demo-tiny-abc", "stable", stable.url)
+    prometheus.add_pod(namespace, "demo-tiny-canary-xyz", "canary", candidate.url)
+    return [stable, candidate]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
+    """One Prometheus scraping every scenario's pods, a window of samples deep."""
+    try:
+        prometheus = start_prometheus(tmp_path_factory.mktemp("prometheus"))
+    except PrometheusMissing as missing:
+        pytest.skip(str(missing))
     started: list[MetricsEmulator] = []
-
-    def start(canary: str, latency_scale: float = 1.0) -> MetricsEmulator:
-        stable = MetricsEmulator("healthy", seed=1).start()
-        candidate = MetricsEmulator(canary, latency_scale=latency_scale, seed=2).start()
-        started.extend([stable, candidate])
-        prometheus.add_pod(spec.namespace, "demo-tiny-abc", "stable", stable.url)
-        prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", "canary", candidate.url)
+    try:
+        for name, (scenario, scale) in SCENARIOS.items():
+            started += start_pair(prometheus, f"gate-{name.replace('_', '-')}", scenario, scale)
+            if name == "dying":
+                started[-1].set_behaviour("dying", dies_after_seconds=0)
         prometheus.wait_for_samples(WINDOW_SECONDS + 1)
-        return candidate
+        yield prometheus
+    finally:
+        for emulator in started:
+            emulator.stop()
+        prometheus.stop()
 
-    yield start
-    for emulator in started:
-        emulator.stop()
+
+def judged(world: LocalPrometheus, scenario: str) -> Verdict:
+    return evaluate(world, spec_for(f"gate-{scenario.replace('_', '-')}"))
 
 
 def failing(verdict: Verdict) -> set[str]:
     return {m.name for m in verdict.measurements if m.outcome is Outcome.FAIL}
 
 
-def test_a_healthy_canary_passes_its_window(
-    prometheus: LocalPrometheus, spec: ReleaseSpec, pods: object
-) -> None:
-    pods("healthy")  # type: ignore[operator]
-    second = evaluate(prometheus, spec)
+def test_a_healthy_canary_passes_its_window(world: LocalPrometheus) -> None:
+    spec = spec_for()
+    second = judged(world, "healthy")
     assert second.window is Outcome.PASS, second.table()
     requests = next(m for m in second.measurements if m.name == "requests")
     assert requests.canary and requests.canary >= spec.gate.min_requests  # printed in the table
@@ -87,59 +115,49 @@ def test_a_healthy_canary_passes_its_window(
 
 
 @pytest.mark.parametrize(
-    ("scenario", "scale", "expected"),
+    ("scenario", "expected"),
     [
-        ("slow_first_token", 1.0, {"ttft_p99", "ttft_mean"}),
-        ("slow_decoding", 1.0, {"itl_p99", "itl_mean"}),
-        ("errors", 1.0, {"success_rate", "error_rate"}),
-        ("all_errors", 1.0, {"success_rate", "error_rate"}),  # no 2xx series: 0, not no data
-        ("kv_pressure", 1.0, {"kv_cache_usage", "preemption_rate", "queue_mean"}),
-        ("healthy", 1.3, {"ttft_mean", "itl_mean"}),  # under the SLOs, 30% worse than stable
+        ("slow_first_token", {"ttft_p99", "ttft_mean"}),
+        ("slow_decoding", {"itl_p99", "itl_mean"}),
+        ("errors", {"success_rate", "error_rate"}),
+        ("all_errors", {"success_rate", "error_rate"}),  # no 2xx series: 0, not no data
+        ("kv_pressure", {"kv_cache_usage", "preemption_rate", "queue_mean"}),
+        ("slower", {"ttft_mean", "itl_mean"}),  # under the SLOs, 30% worse than stable
     ],
 )
 def test_a_bad_canary_fails_its_window(
-    prometheus: LocalPrometheus,
-    spec: ReleaseSpec,
-    pods: object,
-    scenario: str,
-    scale: float,
-    expected: set[str],
+    world: LocalPrometheus, scenario: str, expected: set[str]
 ) -> None:
-    pods(scenario, scale)  # type: ignore[operator]
-    first = evaluate(prometheus, spec)
+    first = judged(world, scenario)
     assert first.window is Outcome.FAIL, first.table()
     assert expected <= failing(first), first.table()
 
 
-def test_no_traffic_is_inconclusive_never_a_pass(
-    prometheus: LocalPrometheus, spec: ReleaseSpec, pods: object
-) -> None:
-    pods("no_traffic")  # type: ignore[operator]
-    verdict = evaluate(prometheus, spec)
+def test_no_traffic_is_inconclusive_never_a_pass(world: LocalPrometheus) -> None:
+    verdict = judged(world, "no_traffic")
     assert verdict.window is Outcome.INCONCLUSIVE, verdict.table()
     assert "fewer than" in verdict.reason
 
 
 def test_prometheus_stopping_mid_gate_is_an_error_never_a_pass(
-    prometheus: LocalPrometheus, spec: ReleaseSpec, pods: object
+    prometheus: LocalPrometheus,
 ) -> None:
-    pods("healthy")  # type: ignore[operator]
-    assert evaluate(prometheus, spec).window is Outcome.PASS
-    prometheus.stop()
-    second = evaluate(prometheus, spec)
+    spec = spec_for()
+    pods = start_pair(prometheus, spec.namespace, "healthy")
+    try:
+        prometheus.wait_for_samples(WINDOW_SECONDS + 1)
+        assert evaluate(prometheus, spec).window is Outcome.PASS
+        prometheus.stop()
+        second = evaluate(prometheus, spec)
+    finally:
+        for emulator in pods:
+            emulator.stop()
     assert second.window is Outcome.ERROR, second.table()
     assert [m.name for m in second.measurements] == ["prometheus"]
 
 
-def test_a_dying_canary_pod_is_an_error_not_a_pass(
-    prometheus: LocalPrometheus, spec: ReleaseSpec, pods: object
-) -> None:
-    canary = pods("healthy")  # type: ignore[operator]
-    canary.set_behaviour("dying", dies_after_seconds=0)
-    import time
-
-    time.sleep(4 * SCRAPE_INTERVAL_SECONDS)  # a few failed scrapes
-    verdict = evaluate(prometheus, spec)
+def test_a_dying_canary_pod_is_an_error_not_a_pass(world: LocalPrometheus) -> None:
+    verdict = judged(world, "dying")
     assert verdict.window is Outcome.ERROR, verdict.table()
     freshness = next(m for m in verdict.measurements if m.name == "freshness/canary")
     assert (
