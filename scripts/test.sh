@@ -20,6 +20,11 @@ ruff check .
 ruff format --check .
 say "mypy (domain packages)"
 mypy spec weights images k8s monitoring rollout
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  say "pytest (fast: no real vLLM, no daemon) $*"
+  exec pytest -m "not real_vllm and not daemon" -p no:cacheprovider "$@"
+fi
 if [ $# -gt 0 ]; then
   say "pytest $*"
   exec pytest "$@"

@@ -92,6 +92,7 @@ def psql(postgres: LocalPostgres, query: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.daemon
 def test_runs_sensor_ticks_and_the_per_model_queue_live_in_postgres(
     orchestra_on_postgres: Orchestra, postgres: LocalPostgres
 ) -> None:

@@ -26,7 +26,8 @@ from sandbox.tiny_model import REPO_ID
 from sandbox.world import SandboxWorld
 from tests.pipelines.orchestra import EMULATOR, Orchestra, emulated_spec, wait_for, write_models
 
-pytestmark = pytest.mark.late  # its daemon and ~10 pods: after the quick tests
+# its daemon and ~10 pods: after the quick tests
+pytestmark = [pytest.mark.late, pytest.mark.daemon]
 
 NODES = tuple(NodeSpec(f"gpu-node-{i}", gpus=4) for i in range(1, 5))
 SUCCESS = dg.DagsterRunStatus.SUCCESS
