@@ -1,0 +1,151 @@
+"""The release controller's wiring, in process: assets, sensors and schedules evaluated with
+Dagster's own test APIs (`materialize`, `build_sensor_context`, `build_schedule_context`)
+against a sandbox cluster over HTTP, no daemon. What each part reports to the controller,
+and what the sensor or schedule asks for next."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.naming import group_name
+from assets.release import build_live_asset
+from k8s.cluster import ClusterClient
+from k8s.history import ReleaseHistory
+from k8s.lifecycle import Lifecycle
+from k8s.release import Release
+from pipelines.definitions import build_definitions
+from pipelines.resources import KubernetesCluster, PrometheusServer, WeightsStore
+from rollout import controller
+from rollout.machine import Installed, Phase, Started, enter
+from rollout.store import RolloutStore
+from spec import ReleaseSpec, load_spec
+from tests.conftest import MODELS_DIR
+from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, deployment, wait_for
+from tests.fixtures.sandbox_servers import TinyModelHub
+
+COMMIT = "c" * 40
+UNREACHABLE_PROMETHEUS = "http://127.0.0.1:9"  # no phase here measures a window
+
+
+@pytest.fixture
+def spec() -> ReleaseSpec:
+    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    rollout = demo.rollout.model_copy(
+        update={"progress_deadline_seconds": 60, "startup_budget_seconds": 30}
+    )
+    return demo.model_copy(update={"rollout": rollout, "replicas": 2})
+
+
+def release(spec: ReleaseSpec, version: int) -> Release:
+    return Release(spec, COMMIT, EMULATOR_IMAGE.replace(":1", f":{version}"))
+
+
+def resources(kube: Kube) -> dict[str, object]:
+    return {
+        "kubernetes": KubernetesCluster(kubeconfig=str(kube.cluster.kubeconfig)),
+        "prometheus": PrometheusServer(url=UNREACHABLE_PROMETHEUS),
+    }
+
+
+def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    cluster = ClusterClient(kube.api)
+    lifecycle = Lifecycle(cluster, spec)
+    first, second = release(spec, 1), release(spec, 2)
+    lifecycle.first_release(first)
+    assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
+    controller.report(spec, cluster, Installed(first.release_id))
+    lifecycle.start_canary(second)
+    controller.report(spec, cluster, Started(second.release_id, first.release_id, "canary"))
+    assert lifecycle.wait(lifecycle.canary_name()).phase == "complete"
+    # the gate decided to promote; then the GPUs the promotion's surge needs are taken
+    RolloutStore(cluster, spec).update(
+        lambda r: enter(r, Phase.PROMOTING, time.time(), "2 passing windows", decided_by="gate")
+    )
+    kube.apply(spec.namespace, deployment("another-team", replicas=5, gpus=1))
+    wait_for(
+        lambda: (
+            kube.apps.read_namespaced_deployment(
+                "another-team", spec.namespace
+            ).status.available_replicas
+            == 5
+        ),
+        60,
+        "the other team's pods to take the free GPUs",
+    )
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [build_live_asset(spec)],
+            resources=resources(kube),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        record = RolloutStore(cluster, spec).read()
+        assert record.phase is Phase.ROLLING_BACK, record
+        assert "promotion failed" in record.reason and "GPU" in record.reason
+        assert ReleaseHistory(cluster, spec).read().stable == first.release_id
+
+        # the next gate tick launches the rollback, keyed by release and attempt
+        sensor = build_definitions([spec]).get_sensor_def(f"{group_name(spec)}_gate")
+        with dg.build_sensor_context(instance=instance, resources=resources(kube)) as context:
+            requests = sensor.evaluate_tick(context).run_requests or []
+    assert [r.run_key for r in requests] == [f"{second.release_id}:rollback:1"]
+    assert "promotion failed" in str(requests[0].run_config)
+
+
+def test_materializing_live_without_a_decision_promotes_nothing(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    cluster = ClusterClient(kube.api)
+    lifecycle = Lifecycle(cluster, spec)
+    first, second = release(spec, 1), release(spec, 2)
+    lifecycle.first_release(first)
+    controller.report(spec, cluster, Installed(first.release_id))
+    lifecycle.start_canary(second)
+    controller.report(spec, cluster, Started(second.release_id, first.release_id, "canary"))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [build_live_asset(spec)], resources=resources(kube), instance=instance
+        )
+        assert result.success
+        assert not result.get_asset_materialization_events()  # live: not materialized
+    history = ReleaseHistory(cluster, spec).read()
+    assert (history.stable, history.canary) == (first.release_id, second.release_id)
+    assert RolloutStore(cluster, spec).read().phase is Phase.STARTING
+
+
+def test_the_refresh_schedule_does_not_retry_a_commit_the_controller_rolled_back(
+    kube: Kube, spec: ReleaseSpec, tiny_hub: TinyModelHub, tmp_path: Path
+) -> None:
+    spec = spec.model_copy(
+        update={
+            "refresh": spec.refresh.model_copy(update={"cron": "0 3 * * *", "auto_rollout": True})
+        }
+    )
+    cluster = ClusterClient(kube.api)
+    lifecycle = Lifecycle(cluster, spec)
+    rejected = Release(spec, tiny_hub.commit, EMULATOR_IMAGE)
+    lifecycle.first_release(release(spec, 1))
+    lifecycle.start_canary(rejected)
+    ReleaseHistory(cluster, spec).annotate(
+        rejected.release_id, rejected="2 failing windows in a row: success_rate"
+    )
+    schedule = build_definitions([spec]).get_schedule_def(f"{group_name(spec)}_refresh")
+    store = WeightsStore(root=str(tmp_path / "weights"), hub_endpoint=tiny_hub.server.url)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance, resources={**resources(kube), "weights_store": store}
+        ) as context,
+    ):
+        tick = schedule.evaluate_tick(context)
+    assert not tick.run_requests
+    assert "rolled back automatically" in (tick.skip_message or "")
+    assert "by hand" in (tick.skip_message or "")
