@@ -15,7 +15,7 @@ from cli.release import render, status
 from cli.weights import weights
 from k8s.dagster.scaleout import dagster_rbac
 from k8s.validation import schema_problems
-from spec import SpecFileError, load_specs, spec_files
+from spec import LocatedProblem, SpecFileError, load_all, load_specs, spec_files
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,24 +27,28 @@ def cli() -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(paths: tuple[Path, ...]) -> None:
-    """Check release specs (files, or folders of *.yaml); one line per problem.
+    """Check release specs (files, or folders of *.yaml / *.yml); one line per problem,
+    `file:line:column: field: message` (`file: field: message` where no line applies).
 
-    Exits 0 when every spec is valid, 1 otherwise. Problems read `file: field: message`.
+    Every file is checked even when others are broken. Exits 0 when every spec is valid,
+    1 otherwise (also for a missing or empty folder).
     """
-    files = _expand(paths)
-    try:
-        specs = load_specs(files)
-    except SpecFileError as error:
-        for problem in error.problems:
-            click.echo(str(problem))
-        broken = len({problem.path for problem in error.problems})
+    files, problems = _expand_collecting(paths)
+    loaded = load_all(files)
+    problems += loaded.problems
+    by_file = {problem.path: problem for problem in problems}
+    for path in files:
+        spec = loaded.specs.get(path)
+        if spec is not None:
+            click.echo(f"{path}: ok ({spec.name} in namespace {spec.namespace})")
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
         click.echo(
-            f"{len(error.problems)} problem(s) in {broken} of {len(files)} spec file(s)",
+            f"{len(problems)} problem(s) in {len(by_file)} of {len(files)} spec file(s)",
             err=True,
         )
         sys.exit(1)
-    for path, spec in zip(files, specs, strict=True):
-        click.echo(f"{path}: ok ({spec.name} in namespace {spec.namespace})")
 
 
 @cli.command("dagster-rbac")
@@ -76,11 +80,27 @@ def dagster_rbac_command(paths: tuple[Path, ...], namespace: str, service_accoun
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
-    """Folders become the spec files inside them; files stay as given."""
-    files: list[Path] = []
-    for path in paths:
-        files.extend(spec_files(path) if path.is_dir() else [path])
+    """Folders become the spec files inside them; files stay as given; a folder without
+    specs is a `SpecFileError`."""
+    files, problems = _expand_collecting(paths)
+    if problems:
+        raise SpecFileError(problems)
     return files
+
+
+def _expand_collecting(paths: tuple[Path, ...]) -> tuple[list[Path], list[LocatedProblem]]:
+    """Like `_expand`, returning the problems of empty folders instead of raising."""
+    files: list[Path] = []
+    problems: list[LocatedProblem] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)  # a missing file is reported when it is read
+            continue
+        try:
+            files.extend(spec_files(path))
+        except SpecFileError as error:
+            problems.extend(error.problems)
+    return files, problems
 
 
 cli.add_command(weights)

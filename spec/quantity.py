@@ -24,7 +24,21 @@ _SUFFIX_FACTORS: dict[str, Decimal] = {
     "Pi": Decimal(2) ** 50,
     "Ei": Decimal(2) ** 60,
 }
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+# Prometheus's duration grammar (prometheus/common model.ParseDuration): units from the
+# largest down, each at most once, e.g. '1h30m'; a year is 365 days, as Prometheus counts it.
+_DURATION = re.compile(
+    r"^((?P<y>[0-9]+)y)?((?P<w>[0-9]+)w)?((?P<d>[0-9]+)d)?((?P<h>[0-9]+)h)?"
+    r"((?P<m>[0-9]+)m)?((?P<s>[0-9]+)s)?((?P<ms>[0-9]+)ms)?$"
+)
+_DURATION_MILLISECONDS = {
+    "y": 365 * 86400 * 1000,
+    "w": 7 * 86400 * 1000,
+    "d": 86400 * 1000,
+    "h": 3600 * 1000,
+    "m": 60 * 1000,
+    "s": 1000,
+    "ms": 1,
+}
 
 
 def parse_quantity(text: str) -> Decimal:
@@ -38,5 +52,17 @@ def parse_quantity(text: str) -> Decimal:
 
 
 def parse_duration_seconds(text: str) -> int:
-    """Return the seconds in a single-unit Prometheus duration ('5m' → 300)."""
-    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+    """Return the whole seconds in a Prometheus duration ('5m' → 300, '1m30s' → 90)."""
+    match = _DURATION.match(text)
+    if not text or not match:
+        raise ValueError(
+            f"'{text}' is not a Prometheus duration; expected e.g. '30s', '5m', '1m30s' or '1h'"
+        )
+    milliseconds = sum(
+        int(number) * _DURATION_MILLISECONDS[unit]
+        for unit, number in match.groupdict().items()
+        if number is not None
+    )
+    if milliseconds % 1000:
+        raise ValueError(f"'{text}' is not a whole number of seconds")
+    return milliseconds // 1000

@@ -22,12 +22,27 @@ ABBREVIATED_COMMIT = re.compile(r"^[0-9a-f]{7,39}$")
 # git check-ref-format: no control characters, space, ~ ^ : ? * [ \ in a ref name.
 _FORBIDDEN_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _PERCENT = re.compile(r"^(\d{1,3})%$")
-_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
-_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_CRON_NAMES = ("minute", "hour", "day of month", "month", "day of week")
 # Kubernetes would inject VLLM_PORT=tcp://... into every pod for a Service named "vllm",
 # and vLLM refuses to start when VLLM_PORT is not a number.
 RESERVED_NAMES = frozenset({"vllm"})
+# The vLLM flags llm-rollout sets itself (k8s/vllm_args.py), with the spec field that sets
+# each; in `serving.extra_args` they would contradict that field or the Service/probes.
+# vLLM's parser reads '_' in flag names as '-' and knows -tp/-pp (FlexibleArgumentParser).
+MANAGED_VLLM_FLAGS: dict[str, str] = {
+    "--model": "the weights are mounted from the published commit of source.repo",
+    "--served-model-name": "set serving.served_model_name instead",
+    "--host": "vLLM must listen on every interface for the Service and the probes",
+    "--port": "the Service, the probes and the Prometheus scrape use port 8000",
+    "--tensor-parallel-size": "set serving.tensor_parallel_size instead",
+    "-tp": "set serving.tensor_parallel_size instead",
+    "--pipeline-parallel-size": "set serving.pipeline_parallel_size instead",
+    "-pp": "set serving.pipeline_parallel_size instead",
+    "--gpu-memory-utilization": "set serving.gpu_memory_utilization instead",
+    "--max-model-len": "set serving.max_model_len instead",
+    "--enable-prefix-caching": "set serving.enable_prefix_caching instead",
+    "--no-enable-prefix-caching": "set serving.enable_prefix_caching instead",
+    "--shutdown-timeout": "set serving.shutdown_timeout_seconds instead",
+}
 
 
 @dataclass(frozen=True)
@@ -82,16 +97,14 @@ def int_or_percent_problem(value: int | str) -> str | None:
     return None
 
 
-def cron_problem(expression: str) -> str | None:
-    """Say why `expression` is not a five-field numeric cron expression, or return None."""
-    fields = expression.split()
-    if len(fields) != 5:
-        return f"'{expression}' must have 5 fields (minute hour day month weekday)"
-    for text, (low, high), label in zip(fields, _CRON_RANGES, _CRON_NAMES, strict=True):
-        numbers = [int(n) for n in re.findall(r"\d+", text.split("/")[0])]
-        if not _CRON_FIELD.match(text) or any(not low <= n <= high for n in numbers):
-            return f"'{expression}': {label} field '{text}' must be * or numbers {low}-{high}"
-    return None
+def managed_flag(argument: str) -> str | None:
+    """The managed vLLM flag `argument` sets ('--port=9000' → '--port'), or None."""
+    if not argument.startswith("-"):
+        return None
+    name = argument.split("=", 1)[0]
+    if name.startswith("--"):
+        name = "--" + name[2:].replace("_", "-")
+    return name if name in MANAGED_VLLM_FLAGS else None
 
 
 def cross_field_problems(spec: ReleaseSpec) -> list[Problem]:
@@ -112,6 +125,14 @@ def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
         )
     serving, resources, rollout = spec.serving, spec.resources, spec.rollout
     parallel = serving.tensor_parallel_size * serving.pipeline_parallel_size
+    for position, argument in enumerate(serving.extra_args):
+        flag = managed_flag(argument)
+        if flag is not None:
+            yield Problem(
+                f"serving.extra_args[{position}]",
+                f"'{argument}' is a flag llm-rollout sets itself; remove it "
+                f"({MANAGED_VLLM_FLAGS[flag]})",
+            )
     if resources.gpus != parallel:
         yield Problem(
             "resources.gpus",

@@ -7,11 +7,12 @@ fields live in `spec.rules` and run once the fields themselves are valid.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from spec import rules
+from spec.cron import cron_problem
 from spec.quantity import parse_duration_seconds, parse_quantity
 
 # RFC 1123 label, as Kubernetes requires for names of namespaces and Services.
@@ -19,9 +20,14 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A Deployment is named "<name>-canary" and its pods add a 16-character suffix;
 # keeping the name short leaves room for both inside the 63-character label limit.
 MAX_NAME_LENGTH = 40
+# A namespace is a plain RFC 1123 label: nothing is appended to it.
+MAX_NAMESPACE_LENGTH = 63
+# A Kubernetes label value (apimachinery validation.IsValidLabelValue): at most 63
+# characters, alphanumeric at both ends, '-', '_' and '.' inside.
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+MAX_LABEL_VALUE_LENGTH = 63
 HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 VLLM_VERSION = re.compile(r"^\d+\.\d+\.\d+(\.post\d+|rc\d+)?$")
-PROMETHEUS_DURATION = re.compile(r"^\d+[smh]$")
 
 
 class SpecModel(BaseModel):
@@ -154,7 +160,18 @@ class Toleration(SpecModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
-Quantity = Annotated[str, Field(description="A Kubernetes quantity, e.g. '8', '500m', '16Gi'.")]
+def _number_as_text(value: Any) -> Any:
+    """Kubernetes takes `cpu: 16` as well as `cpu: "16"`; keep quantities as text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    Field(description="A Kubernetes quantity, e.g. 8, '500m', '16Gi'."),
+]
 
 
 class Resources(SpecModel):
@@ -178,6 +195,21 @@ class Resources(SpecModel):
     @classmethod
     def _quantity(cls, value: str) -> str:
         parse_quantity(value)
+        return value
+
+    @field_validator("gpu_product")
+    @classmethod
+    def _label_value(cls, value: str | None) -> str | None:
+        # it becomes the value of a nodeSelector label, which the API server validates
+        if value is not None and (
+            not LABEL_VALUE.match(value) or len(value) > MAX_LABEL_VALUE_LENGTH
+        ):
+            raise ValueError(
+                f"'{value}' is not a Kubernetes label value: at most "
+                f"{MAX_LABEL_VALUE_LENGTH} characters, letters, digits, '-', '_' and '.', "
+                "starting and ending alphanumeric; copy it from `kubectl get nodes -L "
+                "nvidia.com/gpu.product`, or omit the field to schedule on any GPU node"
+            )
         return value
 
 
@@ -233,7 +265,9 @@ class Gate(SpecModel):
     """When a canary is promoted, kept watching, or rolled back."""
 
     interval_seconds: int = Field(30, ge=5, le=3600, description="Time between evaluations.")
-    window: str = Field("5m", description="Prometheus range each evaluation looks back over.")
+    window: str = Field(
+        "5m", description="Prometheus duration each evaluation looks back over, e.g. '1m30s'."
+    )
     min_requests: int = Field(50, ge=1, description="Fewer requests in the window: inconclusive.")
     required_passes: int = Field(3, ge=1, description="Consecutive passing windows to promote.")
     failure_limit: int = Field(3, ge=1, description="Consecutive failing windows to roll back.")
@@ -286,8 +320,8 @@ class Gate(SpecModel):
     @field_validator("window")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not PROMETHEUS_DURATION.match(value) or parse_duration_seconds(value) == 0:
-            raise ValueError(f"'{value}' is not a Prometheus duration like '30s', '5m' or '1h'")
+        if parse_duration_seconds(value) == 0:
+            raise ValueError(f"'{value}' is an empty window; give e.g. '5m'")
         return value
 
     @property
@@ -299,14 +333,16 @@ class Gate(SpecModel):
 class Refresh(SpecModel):
     """A schedule that checks the Hub for a new commit of the revision."""
 
-    cron: str | None = Field(None, description="Five-field cron expression, UTC.")
+    cron: str | None = Field(
+        None, description="Five-field cron expression or a macro such as '@daily', UTC."
+    )
     auto_rollout: bool = Field(False, description="Roll out a new commit, not only fetch it.")
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            problem = rules.cron_problem(value)
+            problem = cron_problem(value)
             if problem:
                 raise ValueError(problem)
         return value
@@ -328,15 +364,15 @@ class ReleaseSpec(SpecModel):
     gate: Gate = Field(default_factory=lambda: Gate())
     refresh: Refresh = Field(default_factory=lambda: Refresh())
 
-    @field_validator("name", "namespace")
+    @field_validator("name")
     @classmethod
-    def _dns_label(cls, value: str) -> str:
-        if not DNS_LABEL.match(value) or len(value) > MAX_NAME_LENGTH:
-            raise ValueError(
-                f"'{value}' is not a DNS label: lowercase letters, digits and '-', "
-                f"starting and ending alphanumeric, at most {MAX_NAME_LENGTH} characters"
-            )
-        return value
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, MAX_NAME_LENGTH, " (room is left for '-canary' and pod suffixes)")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return _dns_label(value, MAX_NAMESPACE_LENGTH, "")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> ReleaseSpec:
@@ -349,3 +385,12 @@ class ReleaseSpec(SpecModel):
     def served_model_name(self) -> str:
         """The model name clients send in requests."""
         return self.serving.served_model_name or self.name
+
+
+def _dns_label(value: str, limit: int, why: str) -> str:
+    if not DNS_LABEL.match(value) or len(value) > limit:
+        raise ValueError(
+            f"'{value}' is not a DNS label: lowercase letters, digits and '-', "
+            f"starting and ending alphanumeric, at most {limit} characters{why}"
+        )
+    return value

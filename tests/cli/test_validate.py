@@ -42,10 +42,12 @@ def test_bad_specs_print_file_field_message_and_exit_1(
     result = CliRunner().invoke(cli, ["validate", str(bad), str(broken), str(good)])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"{bad}: name: 'vllm' is reserved")
-    assert lines[1].startswith(f"{bad}: resources.gpus: 1 GPUs per replica")
-    assert lines[2].startswith(f"{broken}: (top level): invalid YAML")
-    assert len(lines) == 3
+    assert lines[0] == f"{good}: ok (qwen-small in namespace llm-serving)"
+    assert lines[1].startswith(f"{bad}:1:1: name: 'vllm' is reserved")
+    # resources.gpus is the default, so no line of the file holds it
+    assert lines[2].startswith(f"{bad}: resources.gpus: 1 GPUs per replica")
+    assert lines[3].startswith(f"{broken}:2:1: (top level): invalid YAML")
+    assert len(lines) == 4
     assert "3 problem(s) in 2 of 3 spec file(s)" in result.stderr
 
 
@@ -62,3 +64,38 @@ def test_a_missing_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1
     assert "nope.yaml: (top level): cannot read: No such file or directory" in result.stdout
+
+
+def test_an_empty_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"{tmp_path}: (top level): no spec files (*.yaml, *.yml) in this folder" in (
+        result.stdout
+    )
+
+
+def test_a_binary_spec_is_one_line_and_the_rest_of_the_folder_is_validated(
+    write_spec: Callable[..., Path],
+) -> None:
+    good = write_spec("b-good.yaml")
+    binary = good.parent / "a-binary.yaml"
+    binary.write_bytes(b"\x00\x01\x02")
+    latin1 = good.parent / "c-latin1.yaml"
+    latin1.write_bytes(good.read_bytes().replace(b"qwen-small", b"caf\xe9"))
+    result = CliRunner().invoke(cli, ["validate", str(good.parent)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # not an uncaught error
+    assert result.stdout.splitlines() == [
+        f"{good}: ok (qwen-small in namespace llm-serving)",
+        f"{binary}:1:1: (top level): a binary file, not a YAML spec",
+        f"{latin1}:1:10: (top level): not UTF-8 text (byte 0xe9); save the file as UTF-8",
+    ]
+
+
+def test_validate_refuses_what_dagster_would_refuse_later(
+    write_spec: Callable[..., Path],
+) -> None:
+    path = write_spec(refresh={"cron": "*/0 * * * *"})
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "refresh.cron: '*/0 * * * *': minute field '*/0' has a step of 0" in result.stdout

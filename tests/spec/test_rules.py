@@ -209,3 +209,105 @@ def test_unknown_vllm_version_format(write_spec: WriteSpec, version: str) -> Non
     problem = only_problem(write_spec(serving={"vllm_version": version}))
     assert problem.field == "serving.vllm_version"
     assert "expected e.g. '0.11.0'" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("argument", "field_to_set"),
+    [
+        ("--tensor-parallel-size=4", "serving.tensor_parallel_size"),
+        ("--tensor_parallel_size", "serving.tensor_parallel_size"),
+        ("-tp", "serving.tensor_parallel_size"),
+        ("--port", "port 8000"),
+        ("--max-model-len=8192", "serving.max_model_len"),
+        ("--no-enable-prefix-caching", "serving.enable_prefix_caching"),
+    ],
+)
+def test_extra_args_may_not_contradict_managed_flags(
+    write_spec: WriteSpec, argument: str, field_to_set: str
+) -> None:
+    path = write_spec(serving={"extra_args": ["--enforce-eager", argument, "4"]})
+    problem = only_problem(path)
+    assert problem.field == "serving.extra_args[1]"
+    assert f"'{argument}' is a flag llm-rollout sets itself; remove it" in problem.message
+    assert field_to_set in problem.message
+    assert problem.line == path.read_text().splitlines().index(f"  - {argument}") + 1
+
+
+def test_every_flag_llm_rollout_renders_is_managed() -> None:
+    """The list the spec checks against covers what k8s/vllm_args.py actually passes."""
+    from k8s.vllm_args import vllm_args
+    from spec import ReleaseSpec
+    from spec.rules import MANAGED_VLLM_FLAGS
+    from tests.conftest import MINIMAL_SPEC, merged
+
+    for version in ("0.8.5", "0.11.0", "0.32.0"):
+        for caching in (True, False):
+            spec = ReleaseSpec.model_validate(
+                merged(
+                    MINIMAL_SPEC,
+                    {
+                        "serving": {
+                            "vllm_version": version,
+                            "max_model_len": 4096,
+                            "enable_prefix_caching": caching,
+                        }
+                    },
+                )
+            )
+            flags = {a for a in vllm_args(spec, "/models/x") if a.startswith("-")}
+            assert flags <= set(MANAGED_VLLM_FLAGS), flags - set(MANAGED_VLLM_FLAGS)
+
+
+def test_other_extra_args_pass(write_spec: WriteSpec) -> None:
+    spec = load_spec(write_spec(serving={"extra_args": ["--enforce-eager", "--dtype=half"]}))
+    assert spec.serving.extra_args == ["--enforce-eager", "--dtype=half"]
+
+
+@pytest.mark.parametrize(
+    "product", ["NVIDIA A100 80GB", "NVIDIA-A100-", "a" * 64, "", "nvidia.com/gpu=A100"]
+)
+def test_gpu_product_must_be_a_label_value(write_spec: WriteSpec, product: str) -> None:
+    problem = only_problem(write_spec(resources={"gpu_product": product}))
+    assert problem.field == "resources.gpu_product"
+    assert "not a Kubernetes label value" in problem.message
+    assert "kubectl get nodes -L nvidia.com/gpu.product" in problem.message
+
+
+@pytest.mark.parametrize("product", ["NVIDIA-A100-SXM4-80GB", "Tesla-T4", "NVIDIA-H100_80GB.x"])
+def test_real_gpu_products_pass(write_spec: WriteSpec, product: str) -> None:
+    assert load_spec(write_spec(resources={"gpu_product": product})).resources.gpu_product
+
+
+def test_numbers_are_quantities_as_kubernetes_reads_them(write_spec: WriteSpec) -> None:
+    spec = load_spec(write_spec(resources={"cpu": 16, "memory": "64Gi"}))
+    assert spec.resources.cpu == "16"
+    spec = load_spec(write_spec(resources={"cpu": 0.5}))
+    assert spec.resources.cpu == "0.5"
+
+
+def test_a_boolean_is_not_a_quantity(write_spec: WriteSpec) -> None:
+    assert only_problem(write_spec(resources={"cpu": True})).field == "resources.cpu"
+
+
+@pytest.mark.parametrize(("window", "seconds"), [("1m30s", 90), ("2h", 7200), ("1h5m", 3900)])
+def test_compound_prometheus_durations(write_spec: WriteSpec, window: str, seconds: int) -> None:
+    path = write_spec(gate={"window": window, "max_gating_seconds": 86400})
+    assert load_spec(path).gate.window_seconds == seconds
+
+
+@pytest.mark.parametrize("window", ["30m1h", "1.5m", "0s", "1500ms", "5 m"])
+def test_malformed_durations(write_spec: WriteSpec, window: str) -> None:
+    assert only_problem(write_spec(gate={"window": window})).field == "gate.window"
+
+
+def test_a_namespace_may_be_63_characters(write_spec: WriteSpec) -> None:
+    namespace = "n" * 63
+    assert load_spec(write_spec(namespace=namespace)).namespace == namespace
+    problem = only_problem(write_spec(namespace="n" * 64))
+    assert problem.field == "namespace"
+    assert "at most 63 characters" in problem.message
+
+
+def test_the_name_keeps_room_for_deployment_and_pod_suffixes(write_spec: WriteSpec) -> None:
+    problem = only_problem(write_spec(name="n" * 41))
+    assert "at most 40 characters (room is left for '-canary'" in problem.message
