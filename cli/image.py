@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
+from kubernetes.config import ConfigException
 
+from cli.errors import fail
 from cli.weights import load_or_exit
 from images.context import ImageError, render_context
 from images.kaniko import KanikoBuilder
@@ -40,7 +41,10 @@ def render_image(spec_path: Path, out: Path) -> None:
     """Write the build context (Dockerfile, healthcheck) into OUT and print its tag."""
     spec = load_or_exit(spec_path)
     context = render_context(spec)
-    context.write(out)
+    try:
+        context.write(out)
+    except OSError as error:
+        fail(f"cannot write into --out {out}: {error.strerror or error}; choose a writable folder")
     tag = context.reference if spec.image.registry else context.tag
     click.echo(f"{out}: {spec.image.base} base, content {context.content_hash[:12]}, tag {tag}")
 
@@ -65,8 +69,9 @@ def build_image(spec_path: Path) -> None:
         )
         built = builder.build(render_context(spec), lambda line: click.echo(line, err=True))
     except ImageError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        fail(str(error))
+    except ConfigException as error:
+        fail(f"no usable Kubernetes credentials for the Kaniko build ({error}); set KUBECONFIG")
     if built.builder == "none":
         how = "prebuilt"
     else:

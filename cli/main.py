@@ -9,6 +9,7 @@ import click
 import yaml
 
 from cli.demo import demo
+from cli.errors import CommandGroup
 from cli.gate import gate
 from cli.image import image
 from cli.release import render, status
@@ -18,7 +19,7 @@ from k8s.validation import schema_problems
 from spec import LocatedProblem, SpecFileError, load_all, load_specs, spec_files
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llm-rollout")
 def cli() -> None:
     """Release open-weight LLMs to Kubernetes with vLLM, gated on Prometheus."""
@@ -45,7 +46,7 @@ def validate(paths: tuple[Path, ...]) -> None:
         click.echo(str(problem))
     if problems:
         click.echo(
-            f"{len(problems)} problem(s) in {len(by_file)} of {len(files)} spec file(s)",
+            f"error: {len(problems)} problem(s) in {len(by_file)} of {len(files)} spec file(s)",
             err=True,
         )
         sys.exit(1)
@@ -68,13 +69,13 @@ def dagster_rbac_command(paths: tuple[Path, ...], namespace: str, service_accoun
         specs = load_specs(_expand(paths))
     except SpecFileError as error:
         for problem in error.problems:
-            click.echo(str(problem), err=True)
+            click.echo(f"error: {problem}", err=True)
         sys.exit(1)
     objects = dagster_rbac(specs, namespace, service_account)
-    problems = schema_problems(objects)
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    if problems:
+    schema = schema_problems(objects)
+    for schema_problem in schema:
+        click.echo(f"error: {schema_problem}", err=True)
+    if schema:
         sys.exit(1)
     click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
 

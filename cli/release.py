@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 import yaml
+from kubernetes.config import ConfigException
 
+from cli.errors import fail, full_commit
 from cli.weights import load_or_exit, source_of
 from images.context import render_context
 from k8s import manifests
@@ -27,7 +29,11 @@ from weights.fetch import published_commit
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--weights-commit", help="The published weights commit to deploy.")
+@click.option(
+    "--weights-commit",
+    callback=full_commit,
+    help="The published weights commit (40 hex) to deploy; or give --weights-root.",
+)
 @click.option(
     "--weights-root",
     type=click.Path(path_type=Path, file_okay=False),
@@ -48,14 +54,14 @@ def render(
     spec = load_or_exit(spec_path)
     if weights_commit is None:
         if weights_root is None:
-            _fail("give --weights-commit, or --weights-root where the weights are published")
+            fail("give --weights-commit, or --weights-root where the weights are published")
         try:
             weights_commit = published_commit(weights_root, source_of(spec))
         except WeightsError as error:
-            _fail(str(error))
+            fail(str(error))
     if image is None:
         if spec.image.builder != "none":
-            _fail(f"builder '{spec.image.builder}' builds the image: pass --image with its tag")
+            fail(f"builder '{spec.image.builder}' builds the image: pass --image with its tag")
         image = default_image(spec)
     release = Release(spec, weights_commit, image)
     objects = manifests.all_objects(release)
@@ -65,12 +71,15 @@ def render(
     if problems:
         sys.exit(1)
     folder = out / "k8s"
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, obj in enumerate(objects):
-        name = f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
-    monitoring = write_monitoring(spec, out / "monitoring")
-    context = render_context(spec).write(out / "image")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, obj in enumerate(objects):
+            name = f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+            (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+        monitoring = write_monitoring(spec, out / "monitoring")
+        context = render_context(spec).write(out / "image")
+    except OSError as error:
+        fail(f"cannot write into --out {out}: {error.strerror or error}; choose a writable folder")
     click.echo(
         f"{release.release_id}: wrote {len(objects)} objects to {folder}, "
         f"{len(monitoring)} files to {out / 'monitoring'}, the image context to {context}"
@@ -89,6 +98,12 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
     spec = load_or_exit(spec_path)
     try:
         cluster = ClusterClient.from_kubeconfig(str(kubeconfig) if kubeconfig else None)
+    except ConfigException as error:
+        fail(
+            f"no usable Kubernetes credentials ({error}); set KUBECONFIG or pass --kubeconfig, "
+            "or run inside a cluster"
+        )
+    try:
         history = ReleaseHistory(cluster, spec).read()
         record = RolloutStore(cluster, spec).read()
         click.echo(f"{spec.name} in {spec.namespace}")
@@ -106,20 +121,20 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
             click.echo(f"  override {record.override}")
         if not history.releases:
             click.echo("  no releases recorded")
-        for record in reversed(history.releases):
+        for entry in reversed(history.releases):
             marks = [
                 m
                 for m, rid in (("stable", history.stable), ("canary", history.canary))
-                if rid == record.release_id
+                if rid == entry.release_id
             ]
             click.echo(
-                f"  {record.release_id}  {record.recorded_at}  weights "
-                f"{record.weights_commit[:12]}  {record.image}"
+                f"  {entry.release_id}  {entry.recorded_at}  weights "
+                f"{entry.weights_commit[:12]}  {entry.image}"
                 f"{'  <- ' + ', '.join(marks) if marks else ''}"
             )
-            if record.rejected:
-                click.echo(f"      rolled back by the controller: {record.rejected}")
-            for decision in record.decisions:
+            if entry.rejected:
+                click.echo(f"      rolled back by the controller: {entry.rejected}")
+            for decision in entry.decisions:
                 click.echo(f"      by hand: {decision}")
         for track in ("stable", "canary"):
             name = deployment_name(spec, track)
@@ -131,9 +146,4 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
                 f"{rollout.available}/{rollout.desired} available"
             )
     except ClusterError as error:
-        _fail(str(error))
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+        fail(str(error))

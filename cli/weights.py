@@ -37,7 +37,7 @@ def load_or_exit(path: Path) -> ReleaseSpec:
         return load_spec(path)
     except SpecFileError as error:
         for problem in error.problems:
-            click.echo(str(problem), err=True)
+            click.echo(f"error: {problem}", err=True)
         sys.exit(1)
 
 

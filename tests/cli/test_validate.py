@@ -48,7 +48,7 @@ def test_bad_specs_print_file_field_message_and_exit_1(
     assert lines[2].startswith(f"{bad}: resources.gpus: 1 GPUs per replica")
     assert lines[3].startswith(f"{broken}:2:1: (top level): invalid YAML")
     assert len(lines) == 4
-    assert "3 problem(s) in 2 of 3 spec file(s)" in result.stderr
+    assert "error: 3 problem(s) in 2 of 3 spec file(s)" in result.stderr
 
 
 def test_two_specs_for_the_same_model_collide(write_spec: Callable[..., Path]) -> None:
