@@ -68,15 +68,38 @@ class NotFound(ClusterError):
 
 
 class FieldOwnershipConflict(ClusterError):
-    """Applying would overwrite fields another manager owns (someone edited by hand)."""
+    """Applying would overwrite fields another manager owns (someone edited by hand).
 
-    def __init__(self, kind: str, name: str, conflicts: list[tuple[str, str]]) -> None:
+    `conflicts` holds (manager, field) pairs; `owners` the API server's full name of each
+    field's owner, e.g. '"llm-rollout" with subresource "scale" using apps/v1' (a write to
+    /scale is a manager of its own: k8s.io/apimachinery managedfields/internal/conflict.go)."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        conflicts: list[tuple[str, str]],
+        owners: list[str] | None = None,
+    ) -> None:
         self.kind, self.name, self.conflicts = kind, name, conflicts
-        owned = "; ".join(f'{field} is owned by "{manager}"' for manager, field in conflicts)
+        self.owners = owners or [f'"{manager}"' for manager, _ in conflicts]
+        owned = "; ".join(
+            f"{field} is owned by {owner}"
+            for (_, field), owner in zip(conflicts, self.owners, strict=True)
+        )
         super().__init__(
             f"{kind}/{name}: {owned}. Someone changed it outside llm-rollout; llm-rollout did "
             "not overwrite it. Undo the change (or let llm-rollout take the fields over with "
             "force) and run again."
+        )
+
+    def only_replicas_scaled_by(self, manager: str) -> bool:
+        """True when the one contested field is spec.replicas, last set through /scale by
+        `manager` itself (not by a person or another controller)."""
+        ours = f'"{manager}" with subresource "scale"'
+        return bool(self.conflicts) and all(
+            field == ".spec.replicas" and (owner == ours or owner.startswith(ours + " "))
+            for (_, field), owner in zip(self.conflicts, self.owners, strict=True)
         )
 
 
@@ -143,7 +166,9 @@ class ClusterClient:
             if error.status == 409:
                 conflicts = _field_conflicts(error)
                 if conflicts:
-                    raise FieldOwnershipConflict(kind, name, conflicts) from error
+                    owners = [owner for owner, _ in conflicts]
+                    pairs = [(_manager_name(owner), field) for owner, field in conflicts]
+                    raise FieldOwnershipConflict(kind, name, pairs, owners) from error
             raise ClusterError(f"applying {kind}/{name} failed: {_message(error)}") from error
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> Obj:
@@ -408,16 +433,21 @@ def _message(error: ApiException) -> str:
 
 
 def _field_conflicts(error: ApiException) -> list[tuple[str, str]]:
+    """(owner as the API server names it, field) for each FieldManagerConflict cause."""
     try:
         causes = json.loads(error.body).get("details", {}).get("causes") or []
     except (TypeError, ValueError):
         return []
-    conflicts = []
-    for cause in causes:
-        if cause.get("type") == "FieldManagerConflict":
-            manager = str(cause.get("message", "")).removeprefix('conflict with "').split('"')[0]
-            conflicts.append((manager, str(cause.get("field", ""))))
-    return conflicts
+    return [
+        (str(cause.get("message", "")).removeprefix("conflict with "), str(cause.get("field", "")))
+        for cause in causes
+        if cause.get("type") == "FieldManagerConflict"
+    ]
+
+
+def _manager_name(owner: str) -> str:
+    """'"kubectl" with subresource "scale" using apps/v1' → 'kubectl'."""
+    return owner.removeprefix('"').split('"')[0]
 
 
 def _retry_after(error: ApiException) -> float | None:

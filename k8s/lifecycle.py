@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from k8s import labels as names
 from k8s import manifests
-from k8s.cluster import ClusterClient, NotFound, RolloutStatus
+from k8s.cluster import ClusterClient, FieldOwnershipConflict, NotFound, RolloutStatus
 from k8s.history import History, ReleaseHistory, ReleaseRecord, UnknownRelease, new_record
+from k8s.manifests import Manifest
 from k8s.preflight import require_gpus, surge_pods
 from k8s.release import Release
 from k8s.validation import validate_objects
@@ -60,7 +61,7 @@ class Lifecycle:
         require_gpus(self.cluster, self.spec, pods, "the canary")
         self._apply_platform()
         record = self._record(release)
-        self.cluster.apply(canary)
+        self._apply_canary(canary)
         self.history.mark(canary=release.release_id)
         log.info("canary %s started for %s", release.release_id, self.spec.name)
         return record
@@ -179,6 +180,25 @@ class Lifecycle:
                 f"(ConfigMap {self.spec.name}-releases in {self.spec.namespace}); known: {known}"
             )
         return record
+
+    def _apply_canary(self, canary: Manifest) -> None:
+        """Apply the canary Deployment, taking `spec.replicas` back from our own last scale.
+
+        Promotion, abort and rollback stop the canary through /scale, which always succeeds
+        (an update takes the fields it changes). The API server records that write as a
+        manager of its own, (llm-rollout, Update, subresource scale), distinct from our
+        apply (k8s.io/apimachinery managedfields/internal: BuildManagerIdentifier,
+        scalehandler.go ToParent), so applying `replicas: N` over the 0 is a conflict
+        (structured-merge-diff merge/update.go). That conflict is our own doing: take the
+        field back deliberately with force. Any other conflict is someone's hand edit and is
+        raised, never overwritten."""
+        try:
+            self.cluster.apply(canary)
+        except FieldOwnershipConflict as conflict:
+            if not conflict.only_replicas_scaled_by(self.cluster.field_manager):
+                raise
+            log.info("taking %s's replicas back from our own /scale", self.canary_name())
+            self.cluster.apply(canary, force=True)
 
     def _scale_canary_down(self) -> None:
         with contextlib.suppress(NotFound):  # no canary yet: nothing to stop

@@ -268,7 +268,9 @@ class ApiHandler(BaseHTTPRequestHandler):
     ) -> Any:
         live = self.store.get(resource, namespace or "", name or "")
         live["spec"]["replicas"] = int(scale["spec"]["replicas"])
-        return self.store.replace(resource, namespace or "", name or "", live, manager)
+        # recorded as its own managedFields entry (subresource "scale"), as the API server's
+        # ScaleHandler does (k8s.io/apimachinery/pkg/util/managedfields/internal/scalehandler.go)
+        return self.store.replace(resource, namespace or "", name or "", live, manager, "scale")
 
     def _watch(self, resource: Resource, namespace: str | None, query: dict[str, str]) -> None:
         since = query.get("resourceVersion")

@@ -199,24 +199,9 @@ class ObjectStore:
             try:
                 merged = fieldmanagers.apply(live, applied, manager, force)
             except fieldmanagers.ApplyConflict as conflict:
-                causes = [
-                    {
-                        "type": "FieldManagerConflict",
-                        "message": f'conflict with "{m}"',
-                        "field": "." + ".".join(p),
-                    }
-                    for m, p in conflict.conflicts
-                ]
+                # errors.NewApplyConflict: the causes only, no name or kind in the details
                 raise ApiError(
-                    409,
-                    "Conflict",
-                    str(conflict),
-                    {
-                        "name": name,
-                        "group": resource.group,
-                        "kind": resource.plural,
-                        "causes": causes,
-                    },
+                    409, "Conflict", str(conflict), {"causes": conflict.causes}
                 ) from conflict
             if live is None:
                 owners = merged["metadata"].pop("managedFields")
@@ -337,6 +322,8 @@ class ObjectStore:
         if subresource == "status":
             result = clone(live)
             result["status"] = new.get("status", {})
+            if manager:
+                fieldmanagers.record_update(live, result, manager, "status")
         else:
             result = new
             result["apiVersion"], result["kind"] = resource.api_version, resource.kind
@@ -361,7 +348,7 @@ class ObjectStore:
                 if _spec_of(result) != _spec_of(live):
                     result["metadata"]["generation"] = metadata.get("generation", 1) + 1
             if manager:
-                fieldmanagers.record_update(live, result, manager)
+                fieldmanagers.record_update(live, result, manager, subresource or "")
         if _without_version(result) == _without_version(live):
             return clone(self._objects[self._key(live)])  # no-op: no new revision
         return self._commit(resource, self._key(live), result, "MODIFIED")

@@ -268,3 +268,32 @@ def test_a_write_whose_response_was_lost_is_reapplied_idempotently(
     live = kube.apps.read_namespaced_deployment(spec.name, spec.namespace)
     assert live.metadata.annotations["llm-rollout.io/release"] == second.release_id
     assert len(replicasets(kube, spec.namespace, spec.name)) == 2
+
+
+def test_bad_good_bad_good_releases_of_one_model_back_to_back(
+    lifecycle: Lifecycle, kube: Kube
+) -> None:
+    """Every canary after the first finds the canary Deployment scaled to 0 by the last
+    promotion or rollback; under the API server's ownership rules (a /scale write is its own
+    manager) starting it again must not be a field conflict."""
+    spec = lifecycle.spec
+    installed(lifecycle)
+    crashing = Release(spec, COMMIT, "registry.sandbox.local/python:3")  # no command: exits
+    good = [release(spec, 2), release(spec, 3)]
+    bad = [crashing, release(spec, 4, image="registry.example.com/nowhere:1")]
+    for attempt in range(2):
+        lifecycle.start_canary(bad[attempt])
+        assert lifecycle.wait(lifecycle.canary_name(), timeout=60).phase == "stalled"
+        if attempt == 0:
+            assert lifecycle.rollback(on_poll=Invariant(spec.replicas)).phase == "complete"
+        else:
+            lifecycle.abort()
+        lifecycle.start_canary(good[attempt])
+        assert lifecycle.wait(lifecycle.canary_name()).phase == "complete"
+        assert lifecycle.promote(on_poll=Invariant(spec.replicas)).phase == "complete"
+        history = lifecycle.history.read()
+        assert (history.stable, history.canary) == (good[attempt].release_id, None)
+    canary = kube.apps.read_namespaced_deployment(lifecycle.canary_name(), spec.namespace)
+    assert canary.spec.replicas == 0
+    stable = kube.apps.read_namespaced_deployment(spec.name, spec.namespace)
+    assert stable.metadata.annotations["llm-rollout.io/release"] == good[1].release_id

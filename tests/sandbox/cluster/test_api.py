@@ -65,7 +65,8 @@ def test_server_side_apply_conflicts_with_another_manager(kube: Kube) -> None:
     assert conflict.value.status == 409
     status = body_of(conflict.value)
     assert status["message"] == (
-        'Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas'
+        'Apply failed with 1 conflict: conflict with "kubectl-scale" with subresource "scale" '
+        "using apps/v1: .spec.replicas"
     )
     forced = kube.apps.patch_namespaced_deployment(
         "d",
