@@ -7,6 +7,8 @@ refresh schedule. One run-failure sensor rolls back failed rollouts of every mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from assets.image import build_image_asset
@@ -16,12 +18,15 @@ from pipelines.jobs import model_jobs
 from pipelines.resources import ImageBuilder, KubernetesCluster, PrometheusServer, WeightsStore
 from pipelines.schedules import build_refresh_schedule
 from pipelines.sensors import build_failure_sensor, build_gate_sensor
-from pipelines.specs import load_release_specs
+from pipelines.specs import BrokenSpec, build_broken_spec_sensor, load_models
 from spec import ReleaseSpec
 
 
-def build_definitions(specs: list[ReleaseSpec]) -> dg.Definitions:
-    """Everything Dagster shows and runs for these models."""
+def build_definitions(
+    specs: list[ReleaseSpec], broken: Sequence[BrokenSpec] = ()
+) -> dg.Definitions:
+    """Everything Dagster shows and runs for these models, and a failing sensor per spec
+    file that did not load (its model disabled, the others unaffected)."""
     jobs = {spec.name: model_jobs(spec) for spec in specs}
     return dg.Definitions(
         assets=[
@@ -41,6 +46,7 @@ def build_definitions(specs: list[ReleaseSpec]) -> dg.Definitions:
         sensors=[
             *[build_gate_sensor(spec, jobs[spec.name]) for spec in specs],
             build_failure_sensor(specs),
+            *[build_broken_spec_sensor(file) for file in broken],
         ],
         schedules=[
             build_refresh_schedule(spec, jobs[spec.name]) for spec in specs if spec.refresh.cron
@@ -60,6 +66,13 @@ def build_definitions(specs: list[ReleaseSpec]) -> dg.Definitions:
     )
 
 
-# Loaded at import so a broken spec shows as a code-location error in the UI,
-# naming the file and field, instead of failing later inside a run.
-defs = build_definitions(load_release_specs())
+def load_definitions() -> dg.Definitions:
+    """The definitions of the models folder ($LLM_ROLLOUT_MODELS_DIR); a missing or empty
+    folder fails the code location, naming the path."""
+    models = load_models()
+    return build_definitions(models.specs, models.broken)
+
+
+# Loaded at import: a broken spec shows as its own failing sensor in the UI, naming the
+# file, line and field, instead of failing later inside a run.
+defs = load_definitions()

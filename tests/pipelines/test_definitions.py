@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+import dagster as dg
+import pytest
+
+from pipelines.definitions import build_definitions
+from pipelines.specs import BrokenSpecError, load_models
+from spec import SpecFileError
+from tests.conftest import MODELS_DIR, REPO_ROOT
 
 
 def dagster(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,20 +36,77 @@ def test_code_location_loads_from_workspace_yaml() -> None:
     assert "Validation successful for code location llm-rollout" in result.stdout + result.stderr
 
 
-def test_a_broken_spec_fails_the_code_location_naming_file_and_field(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text(
-        "name: vllm\nsource: {repo: a/b}\nstorage: {existing_claim: w}\n"
-        "serving: {vllm_version: '0.11.0'}\n"
-    )
+BROKEN = (
+    "name: vllm\nsource: {repo: a/b}\nstorage: {existing_claim: w}\n"
+    "serving: {vllm_version: '0.11.0'}\n"
+)
+
+
+def models_folder(tmp_path: Path) -> Path:
+    """A models folder with the demo spec and a broken one beside it."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(MODELS_DIR / "demo-tiny.yaml", folder / "demo-tiny.yaml")
+    (folder / "bad.yaml").write_text(BROKEN)
+    return folder
+
+
+def test_a_broken_spec_disables_only_its_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = models_folder(tmp_path)
+    monkeypatch.setenv("LLM_ROLLOUT_MODELS_DIR", str(folder))
+    from pipelines.definitions import load_definitions
+
+    defs = load_definitions()
+    dg.Definitions.validate_loadable(defs)
+    repository = defs.get_repository_def()
+    # the good model keeps its gate sensor, jobs and assets
+    assert repository.has_sensor_def("demo_tiny_gate")
+    assert repository.has_job("demo_tiny_rollout")
+    # the broken one is a failing sensor named after its file, reporting file:line: field
+    sensor = repository.get_sensor_def("broken_spec__bad_yaml")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    expected = f"{folder / 'bad.yaml'}:1:1: name: 'vllm' is reserved"
+    assert expected in (sensor.description or "")
+    with pytest.raises(BrokenSpecError, match="its model is disabled") as caught:
+        sensor(dg.build_sensor_context())
+    assert expected in str(caught.value)
+    assert "llm-rollout validate" in str(caught.value)
+
+
+def test_two_specs_for_one_model_disable_the_second_file(tmp_path: Path) -> None:
+    folder = models_folder(tmp_path)
+    shutil.copy(folder / "demo-tiny.yaml", folder / "zz-copy.yaml")
+    models = load_models(folder)
+    assert [spec.name for spec in models.specs] == ["demo-tiny"]
+    assert sorted(b.path.name for b in models.broken) == ["bad.yaml", "zz-copy.yaml"]
+    defs = build_definitions(models.specs, models.broken)
+    assert defs.get_repository_def().has_sensor_def("broken_spec__zz_copy_yaml")
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_a_missing_or_empty_models_folder_fails_naming_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LLM_ROLLOUT_MODELS_DIR", str(tmp_path / folder))
+    from pipelines.definitions import load_definitions
+
+    with pytest.raises(SpecFileError, match=str(tmp_path / folder)):
+        load_definitions()
+
+
+def test_the_code_location_loads_with_a_broken_spec(tmp_path: Path) -> None:
     result = dagster(
         "definitions",
         "validate",
         "-w",
         "workspace.yaml",
-        env={"LLM_ROLLOUT_MODELS_DIR": str(tmp_path)},
+        env={"LLM_ROLLOUT_MODELS_DIR": str(models_folder(tmp_path))},
     )
-    assert result.returncode != 0
-    assert "bad.yaml: name: 'vllm' is reserved" in result.stderr + result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Validation successful for code location llm-rollout" in result.stdout + result.stderr
 
 
 def test_every_model_has_its_graph_jobs_sensor_and_schedule() -> None:
