@@ -61,9 +61,11 @@ def spec() -> ReleaseSpec:
             "interval_seconds": 5,
             "window": f"{WINDOW_SECONDS}s",
             "min_requests": 10,
-            # two CPU servers sharing two cores differ by more than 20% from noise alone; the
-            # relative rules are exercised precisely with the emulator
-            "max_relative_regression": 2.0,
+            # two CPU servers sharing two cores with other tests differ by several times on
+            # means of a few milliseconds (CI: ITL 5.4 ms vs 1.5 ms, same build and weights);
+            # the relative rules are exercised precisely with the emulator, so here only the
+            # absolute limits and the metrics' flow through the gate's queries are judged
+            "max_relative_regression": 10.0,
         }
     )
     return demo.model_copy(update={"gate": gate})
