@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from cli.release import render, status
 from cli.weights import weights
 from k8s.dagster.scaleout import dagster_rbac
 from k8s.validation import schema_problems
-from spec import LocatedProblem, SpecFileError, load_all, load_specs, spec_files
+from spec import LocatedProblem, ReleaseSpec, SpecFileError, load_all, load_specs, spec_files
 
 
 @click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +28,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead.")
+def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     """Check release specs (files, or folders of *.yaml / *.yml); one line per problem,
     `file:line:column: field: message` (`file: field: message` where no line applies).
 
@@ -37,19 +39,53 @@ def validate(paths: tuple[Path, ...]) -> None:
     files, problems = _expand_collecting(paths)
     loaded = load_all(files)
     problems += loaded.problems
-    by_file = {problem.path: problem for problem in problems}
-    for path in files:
-        spec = loaded.specs.get(path)
-        if spec is not None:
+    valid = [(path, loaded.specs[path]) for path in files if path in loaded.specs]
+    if as_json:
+        click.echo(json.dumps(_validation_document(valid, problems), indent=2))
+    else:
+        for path, spec in valid:
             click.echo(f"{path}: ok ({spec.name} in namespace {spec.namespace})")
-    for problem in problems:
-        click.echo(str(problem))
+        for problem in problems:
+            click.echo(str(problem))
     if problems:
+        broken = len({problem.path for problem in problems})
         click.echo(
-            f"error: {len(problems)} problem(s) in {len(by_file)} of {len(files)} spec file(s)",
+            f"error: {len(problems)} problem(s) in {broken} of {len(files)} spec file(s)",
             err=True,
         )
         sys.exit(1)
+
+
+def _validation_document(
+    valid: list[tuple[Path, ReleaseSpec]], problems: list[LocatedProblem]
+) -> dict[str, object]:
+    """`validate --json`: the valid specs and every problem with its position."""
+    return {
+        "ok": not problems,
+        "valid": [
+            {"path": str(path), "name": spec.name, "namespace": spec.namespace}
+            for path, spec in valid
+        ],
+        "problems": [
+            {
+                "path": str(problem.path),
+                "line": problem.line,
+                "column": problem.column if problem.line is not None else None,
+                "field": problem.field,
+                "message": problem.message,
+            }
+            for problem in problems
+        ],
+    }
+
+
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of a release spec, for editors (e.g. the YAML language
+    server: `# yaml-language-server: $schema=llm-rollout-spec.json`)."""
+    document = ReleaseSpec.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    click.echo(json.dumps(document, indent=2))
 
 
 @cli.command("dagster-rbac")

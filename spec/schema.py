@@ -169,7 +169,7 @@ def _number_as_text(value: Any) -> Any:
 
 Quantity = Annotated[
     str,
-    BeforeValidator(_number_as_text),
+    BeforeValidator(_number_as_text, json_schema_input_type=str | int | float),
     Field(description="A Kubernetes quantity, e.g. 8, '500m', '16Gi'."),
 ]
 

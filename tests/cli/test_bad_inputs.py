@@ -40,6 +40,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("gate", [SPEC], "'--prometheus'"),
     ("gate", ["{binary}", "--prometheus", "http://127.0.0.1:9"], "a binary file"),
     ("demo", ["--scenario", "nope"], "'--scenario'"),
+    ("schema", ["--bogus"], "No such option"),
 ]
 
 

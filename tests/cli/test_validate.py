@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -99,3 +100,44 @@ def test_validate_refuses_what_dagster_would_refuse_later(
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 1
     assert "refresh.cron: '*/0 * * * *': minute field '*/0' has a step of 0" in result.stdout
+
+
+def test_json_output_lists_valid_specs_and_problems_with_positions(
+    write_spec: Callable[..., Path],
+) -> None:
+    good = write_spec("good.yaml")
+    bad = write_spec("bad.yaml", name="bad", resources={"gpu_product": "NVIDIA A100"})
+    result = CliRunner().invoke(cli, ["validate", "--json", str(good), str(bad)])
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    assert document["valid"] == [
+        {"path": str(good), "name": "qwen-small", "namespace": "llm-serving"}
+    ]
+    (problem,) = document["problems"]
+    line = bad.read_text().splitlines().index("  gpu_product: NVIDIA A100") + 1
+    assert problem["path"] == str(bad)
+    assert (problem["line"], problem["column"], problem["field"]) == (
+        line,
+        3,
+        "resources.gpu_product",
+    )
+    assert "not a Kubernetes label value" in problem["message"]
+
+
+def test_the_schema_command_prints_a_json_schema_the_bundled_specs_satisfy() -> None:
+    import jsonschema
+    import yaml
+
+    result = CliRunner().invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in sorted(MODELS_DIR.glob("*.yaml")):
+        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path
+    # what Kubernetes accepts, the schema accepts too (editors must not flag `cpu: 16`)
+    assert validator.is_valid(
+        {**yaml.safe_load((MODELS_DIR / "demo-tiny.yaml").read_text()), "resources": {"cpu": 16}}
+    )
+    assert not validator.is_valid({"name": "x", "replica": 2})
