@@ -169,6 +169,7 @@ class ApiHandler(BaseHTTPRequestHandler):
     ) -> None:
         resource, namespace, name, sub = self._parse(parts)
         manager = query.get("fieldManager") or self._default_manager()
+        dry = _dry_run(query, body if method == "DELETE" else None)
         store = self.store
         if method == "GET" and name is None:
             if query.get("watch", "").lower() in ("true", "1"):
@@ -194,17 +195,20 @@ class ApiHandler(BaseHTTPRequestHandler):
         elif method == "GET":
             self._json(store.get(resource, namespace or "", name or ""))
         elif method == "POST" and name is None:
-            self._json(store.create(resource, namespace or "", body, manager), 201)
+            self._json(store.create(resource, namespace or "", body, manager, dry), 201)
         elif method == "PUT" and sub == "scale":
-            self._json(_scale_of(self._set_replicas(resource, namespace, name, body, manager)))
+            scaled = self._set_replicas(resource, namespace, name, body, manager, dry)
+            self._json(_scale_of(scaled))
         elif method == "PUT":
-            self._json(store.replace(resource, namespace or "", name or "", body, manager, sub))
+            self._json(
+                store.replace(resource, namespace or "", name or "", body, manager, sub, dry)
+            )
         elif method == "PATCH":
             self._json(
-                self._patch(resource, namespace or "", name or "", sub, body, query, manager)
+                self._patch(resource, namespace or "", name or "", sub, body, query, manager, dry)
             )
         elif method == "DELETE" and name is not None:
-            deleted = store.delete(resource, namespace or "", name)
+            deleted = store.delete(resource, namespace or "", name, dry_run=dry)
             self._json(deleted)
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
@@ -244,15 +248,16 @@ class ApiHandler(BaseHTTPRequestHandler):
         body: Any,
         query: dict[str, str],
         manager: str,
+        dry: bool = False,
     ) -> Any:
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if content_type == "application/apply-patch+yaml":
             force = query.get("force", "").lower() in ("true", "1")
-            return self.store.apply(resource, namespace, name, body, manager, force)
+            return self.store.apply(resource, namespace, name, body, manager, force, dry)
         if sub == "scale":
             current = _scale_of(self.store.get(resource, namespace, name))
             patched = _apply_patch(content_type, current, body)
-            return _scale_of(self._set_replicas(resource, namespace, name, patched, manager))
+            return _scale_of(self._set_replicas(resource, namespace, name, patched, manager, dry))
         live = self.store.get(resource, namespace, name)
         patched = _apply_patch(content_type, live, body)
         patched.setdefault("metadata", {}).pop("resourceVersion", None)
@@ -261,16 +266,24 @@ class ApiHandler(BaseHTTPRequestHandler):
         )
         if sent_version:
             patched["metadata"]["resourceVersion"] = sent_version
-        return self.store.replace(resource, namespace, name, patched, manager, sub)
+        return self.store.replace(resource, namespace, name, patched, manager, sub, dry)
 
     def _set_replicas(
-        self, resource: Resource, namespace: str | None, name: str | None, scale: Any, manager: str
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str | None,
+        scale: Any,
+        manager: str,
+        dry: bool = False,
     ) -> Any:
         live = self.store.get(resource, namespace or "", name or "")
         live["spec"]["replicas"] = int(scale["spec"]["replicas"])
         # recorded as its own managedFields entry (subresource "scale"), as the API server's
         # ScaleHandler does (k8s.io/apimachinery/pkg/util/managedfields/internal/scalehandler.go)
-        return self.store.replace(resource, namespace or "", name or "", live, manager, "scale")
+        return self.store.replace(
+            resource, namespace or "", name or "", live, manager, "scale", dry
+        )
 
     def _watch(self, resource: Resource, namespace: str | None, query: dict[str, str]) -> None:
         since = query.get("resourceVersion")
@@ -337,6 +350,23 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _dry_run(query: dict[str, str], delete_options: Any) -> bool:
+    """Whether the request asks for dryRun=All (in the query, or in a DELETE's DeleteOptions
+    body as kubectl sends it). "All" is the only value the API server accepts
+    (k8s.io/apimachinery/pkg/apis/meta/v1/validation ValidateDryRun)."""
+    values: list[str] = [query["dryRun"]] if "dryRun" in query else []
+    if isinstance(delete_options, dict):
+        values += list(delete_options.get("dryRun") or [])
+    for value in values:
+        if value != "All":
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'dryRun: Unsupported value: "{value}": supported values: "All"',
+            )
+    return bool(values)
 
 
 def _apply_patch(content_type: str, live: Any, body: Any) -> Any:

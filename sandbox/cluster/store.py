@@ -3,6 +3,7 @@ field ownership, owner-reference garbage collection, and a watchable event log."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import threading
@@ -77,6 +78,7 @@ class ObjectStore:
         self._events: list[WatchEvent] = []
         self._revision = 0
         self._changed = threading.Condition()
+        self._dry = False  # inside a dryRun=All request (only ever set under the lock)
         for namespace in ("default", "kube-system"):
             self.create(self.resource("namespaces"), "", {"metadata": {"name": namespace}})
 
@@ -121,7 +123,14 @@ class ObjectStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def create(self, resource: Resource, namespace: str, obj: Obj, manager: str = "") -> Obj:
+    def create(
+        self,
+        resource: Resource,
+        namespace: str,
+        obj: Obj,
+        manager: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
         obj = clone(obj)
         metadata = obj.setdefault("metadata", {})
         if not metadata.get("name") and metadata.get("generateName"):
@@ -129,7 +138,7 @@ class ObjectStore:
         name = metadata.get("name")
         if not name:
             raise ApiError(422, "Invalid", f"{resource.kind}: metadata.name: Required value")
-        with self._changed:
+        with self._changed, self._dry_run(dry_run):
             self._check_namespace(resource, namespace)
             key = (resource.qualified, namespace, name)
             if key in self._objects:
@@ -159,9 +168,10 @@ class ObjectStore:
         obj: Obj,
         manager: str = "",
         subresource: str | None = None,
+        dry_run: bool = False,
     ) -> Obj:
         """PUT: the whole object (or its status), optimistic on metadata.resourceVersion."""
-        with self._changed:
+        with self._changed, self._dry_run(dry_run):
             live = self._live(resource, namespace, name)
             sent = obj.get("metadata", {}).get("resourceVersion")
             if sent and sent != live["metadata"]["resourceVersion"]:
@@ -183,6 +193,7 @@ class ObjectStore:
         applied: Obj,
         manager: str,
         force: bool,
+        dry_run: bool = False,
     ) -> Obj:
         """Server-side apply: create or merge, with field-manager conflict detection."""
         if not manager:
@@ -193,7 +204,7 @@ class ObjectStore:
             )
         applied = clone(applied)
         applied.setdefault("metadata", {})["name"] = name
-        with self._changed:
+        with self._changed, self._dry_run(dry_run):
             key = (resource.qualified, namespace, name)
             live = self._objects.get(key)
             try:
@@ -205,15 +216,23 @@ class ObjectStore:
                 ) from conflict
             if live is None:
                 owners = merged["metadata"].pop("managedFields")
-                self.create(resource, namespace, merged)
-                stored = self._objects[key]
-                stored["metadata"]["managedFields"] = owners
-                return clone(stored)
+                created = self.create(resource, namespace, merged, dry_run=dry_run)
+                created["metadata"]["managedFields"] = owners
+                if not dry_run:
+                    self._objects[key]["metadata"]["managedFields"] = owners
+                return created
             return self._update(resource, clone(live), merged, "", None)
 
-    def delete(self, resource: Resource, namespace: str, name: str, graceful: bool = True) -> Obj:
+    def delete(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        graceful: bool = True,
+        dry_run: bool = False,
+    ) -> Obj:
         """Delete an object; a running pod is only marked, and its kubelet finishes the job."""
-        with self._changed:
+        with self._changed, self._dry_run(dry_run):
             live = self._live(resource, namespace, name)
             if resource.kind == "Pod" and graceful and live.get("spec", {}).get("nodeName"):
                 if "deletionTimestamp" not in live["metadata"]:
@@ -353,7 +372,27 @@ class ObjectStore:
             return clone(self._objects[self._key(live)])  # no-op: no new revision
         return self._commit(resource, self._key(live), result, "MODIFIED")
 
+    @contextlib.contextmanager
+    def _dry_run(self, dry_run: bool) -> Iterator[None]:
+        """While held (under the lock): validate and answer, but store nothing — the API
+        server's dryRun=All (create, update, patch and delete handlers in
+        k8s.io/apiserver/pkg/endpoints/handlers run admission and validation, then skip the
+        storage write). Nested calls (apply creating) keep the outer setting."""
+        outer = self._dry
+        self._dry = outer or dry_run
+        try:
+            yield
+        finally:
+            self._dry = outer
+
     def _commit(self, resource: Resource, key: Key, obj: Obj, kind: str) -> Obj:
+        if self._dry:
+            live = self._objects.get(key)
+            if live is not None:  # an update: the version the write would replace
+                obj["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            else:  # a create: no version, since nothing was stored
+                obj["metadata"].pop("resourceVersion", None)
+            return clone(obj)
         self._revision += 1
         obj["metadata"]["resourceVersion"] = str(self._revision)
         self._objects[key] = obj
@@ -361,6 +400,8 @@ class ObjectStore:
         return clone(obj)
 
     def _remove(self, resource: Resource, live: Obj) -> Obj:
+        if self._dry:
+            return clone(live)
         key = self._key(live)
         self._objects.pop(key, None)
         self._revision += 1
