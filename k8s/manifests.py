@@ -338,6 +338,7 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
             "verbs": ["get", "patch"],
         }
     ]
+    creates: list[Manifest] = []
     if spec.storage.nfs is not None:
         by_name.append(
             {
@@ -347,6 +348,10 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
                 "verbs": ["get", "patch", "update"],
             }
         )
+        # The first release creates the PersistentVolume (an apply that creates is also
+        # authorized as `create`), and RBAC cannot limit `create` by name: the request has
+        # no name yet when it is authorized (Kubernetes RBAC docs, "Referring to resources").
+        creates.append({"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create"]})
     objects: list[Manifest] = (
         [] if subject else [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
     )
@@ -373,6 +378,7 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
             "metadata": {"name": cluster_name, "labels": names.common_labels(spec)},
             "rules": [
                 *by_name,
+                *creates,
                 {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]},
             ],
         },

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from sandbox.cluster import resources
+from sandbox.cluster import rbac, resources
 from sandbox.cluster.faults import ApiFaultBook
 from sandbox.cluster.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.cluster.resources import Resource
@@ -42,6 +42,8 @@ class ApiHandler(BaseHTTPRequestHandler):
     faults: ClassVar[ApiFaultBook]
     read_log: ClassVar[LogReader]
     stopping: ClassVar[threading.Event]
+    auth: ClassVar[rbac.Authenticator]
+    user: rbac.User
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -83,6 +85,9 @@ class ApiHandler(BaseHTTPRequestHandler):
                         _REASONS.get(fault.status, "InternalError"),
                         f"injected {fault.status}",
                     )
+            self.user = self.auth.user(self.headers.get("Authorization"))
+            if not _is_resource_path(parts):  # discovery, /version, /healthz …
+                self._authorize(rbac.Request(method.lower(), url.path))
             if self._discovery(method, parts):
                 return
             if any(fault.kind == "lose_response" for fault in faults):
@@ -168,6 +173,17 @@ class ApiHandler(BaseHTTPRequestHandler):
         self, method: str, parts: list[str], query: dict[str, str], body: Any
     ) -> None:
         resource, namespace, name, sub = self._parse(parts)
+        self._authorize(
+            rbac.Request(
+                _verb(method, name, query),
+                "/" + "/".join(parts),
+                resource.group,
+                resource.plural,
+                sub or "",
+                name if resource.plural == "namespaces" and name else namespace or "",
+                name or "",
+            )
+        )
         manager = query.get("fieldManager") or self._default_manager()
         dry = _dry_run(query, body if method == "DELETE" else None)
         store = self.store
@@ -194,6 +210,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._json(_scale_of(store.get(resource, namespace or "", name or "")))
         elif method == "GET":
             self._json(store.get(resource, namespace or "", name or ""))
+        elif method == "POST" and sub == "token" and resource.plural == "serviceaccounts":
+            self._json(self._token_request(namespace or "", name or "", body), 201)
         elif method == "POST" and name is None:
             self._json(store.create(resource, namespace or "", body, manager, dry), 201)
         elif method == "PUT" and sub == "scale":
@@ -252,6 +270,20 @@ class ApiHandler(BaseHTTPRequestHandler):
     ) -> Any:
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if content_type == "application/apply-patch+yaml":
+            if not self._exists(resource, namespace, name):
+                # an apply that creates needs `create` too (handlers/patch.go: the create
+                # path of a patch is authorized as a create)
+                self._authorize(
+                    rbac.Request(
+                        "create",
+                        self.path,
+                        resource.group,
+                        resource.plural,
+                        "",
+                        namespace,
+                        name,
+                    )
+                )
             force = query.get("force", "").lower() in ("true", "1")
             return self.store.apply(resource, namespace, name, body, manager, force, dry)
         if sub == "scale":
@@ -267,6 +299,29 @@ class ApiHandler(BaseHTTPRequestHandler):
         if sent_version:
             patched["metadata"]["resourceVersion"] = sent_version
         return self.store.replace(resource, namespace, name, patched, manager, sub, dry)
+
+    def _authorize(self, request: rbac.Request) -> None:
+        rbac.authorize(self.store, self.user, request)
+
+    def _exists(self, resource: Resource, namespace: str, name: str) -> bool:
+        try:
+            self.store.get(resource, namespace, name)
+        except ApiError:
+            return False
+        return True
+
+    def _token_request(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """The TokenRequest API (what `kubectl create token` calls)."""
+        expiry = int((body or {}).get("spec", {}).get("expirationSeconds") or 3600)
+        token = self.auth.issue(namespace, name)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry))
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": expiry},
+            "status": {"token": token, "expirationTimestamp": expires},
+        }
 
     def _set_replicas(
         self,
@@ -352,6 +407,24 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def _is_resource_path(parts: list[str]) -> bool:
+    return (parts[:2] == ["api", "v1"] and len(parts) > 2) or (
+        parts[:1] == ["apis"] and len(parts) > 3
+    )
+
+
+def _verb(method: str, name: str | None, query: dict[str, str]) -> str:
+    """The authorizer's verb for a request (k8s.io/apiserver/pkg/endpoints/request
+    requestinfo.go)."""
+    if method == "GET":
+        if query.get("watch", "").lower() in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
 def _dry_run(query: dict[str, str], delete_options: Any) -> bool:
     """Whether the request asks for dryRun=All (in the query, or in a DELETE's DeleteOptions
     body as kubectl sends it). "All" is the only value the API server accepts
@@ -411,6 +484,7 @@ class ApiServer(BackgroundServer):
         self.store = store
         self.stopping = threading.Event()
         self.faults = ApiFaultBook()
+        self.auth = rbac.Authenticator(store)
         handler = type(
             "BoundApiHandler",
             (ApiHandler,),
@@ -419,6 +493,7 @@ class ApiServer(BackgroundServer):
                 "faults": self.faults,
                 "read_log": staticmethod(read_log),
                 "stopping": self.stopping,
+                "auth": self.auth,
             },
         )
         super().__init__(handler, host, port)

@@ -40,7 +40,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "services", "Service", True, ("svc",), ("status",)),
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",), (), False),
     Resource("", "v1", "secrets", "Secret", True, (), (), False),
-    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), (), False),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), ("token",), False),
     Resource("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), ("status",)),
     Resource(
         "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), ("status",)
@@ -65,6 +65,19 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("batch", "v1", "jobs", "Job", True, (), ("status",)),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, (), (), False),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, (), (), False),
+    Resource(
+        "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, (), (), False
+    ),
+    Resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        False,
+        (),
+        (),
+        False,
+    ),
     Resource("events.k8s.io", "v1", "events", "Event", True, ("ev",), (), False),
 )
 
@@ -111,8 +124,8 @@ def discovery_list(group: str, version: str) -> dict[str, object]:
             }
         )
         for sub in resource.subresources:
-            sub_kind = {"scale": "Scale"}.get(sub, resource.kind)
-            verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
+            sub_kind = {"scale": "Scale", "token": "TokenRequest"}.get(sub, resource.kind)
+            verbs = {"log": ["get"], "token": ["create"]}.get(sub, ["get", "patch", "update"])
             entries.append(
                 {
                     "name": f"{resource.plural}/{sub}",

@@ -140,6 +140,8 @@ def test_rbac_grants_only_the_namespace_and_the_volume() -> None:
             "resourceNames": ["llm-serving-deepseek-v4-weights"],
             "verbs": ["get", "patch", "update"],
         },
+        # the first release creates the volume; RBAC cannot limit create by name
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create"]},
         # the GPU preflight counts free GPUs on the nodes: read-only, nothing else
         {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]},
     ]

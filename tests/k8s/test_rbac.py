@@ -1,0 +1,125 @@
+"""The RBAC `llm-rollout dagster-rbac` prints is exactly enough: a Dagster run's identity (the
+ServiceAccount token) releases, rolls back and promotes a model through the sandbox's RBAC
+authorizer, and loses with a 403 when any one of the rules is missing."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from k8s.cluster import ClusterClient, ClusterError
+from k8s.dagster.scaleout import dagster_rbac
+from k8s.lifecycle import Lifecycle
+from k8s.release import Release
+from spec import ReleaseSpec
+from tests.fixtures.cluster import Kube
+from tests.k8s.conftest import COMMIT, release
+
+DAGSTER = ("dagster", "llm-rollout")  # Dagster's namespace and service account
+
+
+def grant(kube: Kube, spec: ReleaseSpec, objects: list[dict[str, Any]]) -> ClusterClient:
+    """As the admin: create the namespaces and Dagster's ServiceAccount, apply `objects`; then
+    a client that authenticates as that ServiceAccount with a TokenRequest token."""
+    admin = ClusterClient(kube.api, field_manager="cluster-admin")
+    for namespace in (DAGSTER[0], spec.namespace):
+        admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    admin.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": DAGSTER[1], "namespace": DAGSTER[0]},
+        }
+    )
+    for obj in objects:
+        admin.apply(obj)
+    token = kube.core.create_namespaced_service_account_token(
+        DAGSTER[1], DAGSTER[0], {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    configuration = client.Configuration()
+    configuration.host = kube.cluster.url
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    return ClusterClient(client.ApiClient(configuration))
+
+
+def release_promote_rollback(run: Lifecycle) -> None:
+    """First release, a bad canary rolled back, a good canary promoted, an aborted canary."""
+    spec = run.spec
+    run.first_release(release(spec, 1))
+    assert run.wait(run.stable_name()).phase == "complete"
+    run.start_canary(Release(spec, COMMIT, "registry.sandbox.local/python:3"))  # crashes
+    assert run.wait(run.canary_name(), timeout=60).phase == "stalled"
+    assert run.rollback().phase == "complete"
+    run.start_canary(release(spec, 2))
+    assert run.wait(run.canary_name()).phase == "complete"
+    assert run.promote().phase == "complete"
+    run.start_canary(release(spec, 3))
+    run.abort()
+    history = run.history.read()
+    assert (history.stable, history.canary) == (release(spec, 2).release_id, None)
+
+
+def test_a_whole_release_succeeds_with_exactly_the_printed_rbac(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    run = Lifecycle(grant(kube, spec, dagster_rbac([spec], *DAGSTER)), spec)
+    release_promote_rollback(run)
+
+
+def test_the_service_account_cannot_do_what_the_rbac_does_not_grant(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    dagster = grant(kube, spec, dagster_rbac([spec], *DAGSTER))
+    with pytest.raises(ClusterError, match=r'cannot list resource "secrets" in API group ""'):
+        dagster.list_objects("Secret", spec.namespace)
+    with pytest.raises(ClusterError) as denied:
+        dagster.get("Deployment", "anything", "kube-system")
+    assert str(denied.value) == (
+        'reading Deployment/anything failed: deployments.apps "anything" is forbidden: User '
+        '"system:serviceaccount:dagster:llm-rollout" cannot get resource "deployments" in API '
+        'group "apps" in the namespace "kube-system"'
+    )
+
+
+def without(objects: list[dict[str, Any]], kind: str, match: Any) -> list[dict[str, Any]]:
+    """`objects` with the first rule of `kind` for which `match(rule)` holds removed."""
+    trimmed = copy.deepcopy(objects)
+    role = next(o for o in trimmed if o["kind"] == kind)
+    rule = next(r for r in role["rules"] if match(r))
+    role["rules"].remove(rule)
+    return trimmed
+
+
+@pytest.mark.parametrize(
+    ("kind", "match", "message"),
+    [
+        (
+            "ClusterRole",
+            lambda r: r["verbs"] == ["create"],
+            'cannot create resource "persistentvolumes" in API group "" at the cluster scope',
+        ),
+        (
+            "Role",
+            lambda r: "deployments" in r["resources"],
+            'cannot patch resource "deployments" in API group "apps" in the namespace',
+        ),
+        (
+            "Role",
+            lambda r: "configmaps" in r["resources"],
+            'cannot patch resource "persistentvolumeclaims" in API group "" in the namespace',
+        ),
+    ],
+    ids=["pv-create", "deployments", "services-configmaps-claims"],
+)
+def test_removing_one_rule_fails_the_release_with_a_403(
+    kube: Kube, spec: ReleaseSpec, kind: str, match: Any, message: str
+) -> None:
+    objects = without(dagster_rbac([spec], *DAGSTER), kind, match)
+    run = Lifecycle(grant(kube, spec, objects), spec)
+    with pytest.raises((ClusterError, client.ApiException)) as denied:
+        release_promote_rollback(run)
+    text = str(denied.value) + str(getattr(denied.value, "body", ""))
+    assert "forbidden" in text and message in text, text
