@@ -68,16 +68,12 @@ def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
         lambda r: enter(r, Phase.PROMOTING, time.time(), "2 passing windows", decided_by="gate")
     )
     kube.apply(spec.namespace, deployment("another-team", replicas=5, gpus=1))
-    wait_for(
-        lambda: (
-            kube.apps.read_namespaced_deployment(
-                "another-team", spec.namespace
-            ).status.available_replicas
-            == 5
-        ),
-        60,
-        "the other team's pods to take the free GPUs",
-    )
+
+    def taken() -> bool:
+        status = kube.apps.read_namespaced_deployment("another-team", spec.namespace).status
+        return bool(status and status.available_replicas == 5)
+
+    wait_for(taken, 60, "the other team's pods to take the free GPUs")
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
