@@ -1,8 +1,9 @@
 """The demo as a newcomer sees it: `llm-rollout demo` brings up the sandbox and `dagster dev`,
 then a real headless Chromium (Debian's `chromium`, driven by Playwright) opens the Dagster
-UI, finds the demo model's asset graph, launches `demo_tiny_rollout` from the Launchpad with
-the bad revision, sees the run succeed, the gate's verdicts appear as an asset check with the
-canary's values against the limits, and the rollback the gate sensor launched succeed. In
+UI, finds the demo model's asset graph and presses *Materialize all* (through its launchpad,
+with the bad revision): weights → image → release → live in one run, which must not promote
+(live says why and stays as it was), the gate's verdicts appear as an asset check with the
+canary's values against the limits, and the rollback the controller launched succeeds. In
 between, the kubectl and `llm-rollout status` lines the demo printed are run as pasted: the
 canary's real vLLM pod beside stable, vLLM's own log through `kubectl logs`.
 (The good release's promotion is the headless demo's first scenario, tests/cli/test_demo.py.)
@@ -12,6 +13,7 @@ replace the README's."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -53,7 +55,7 @@ GATE_SECONDS = 900  # the canary's vLLM loads, warms up, fails its windows
 ROLLBACK_SECONDS = 300
 VIEWPORT = {"width": 1440, "height": 900}
 LOCATION = "__repository__@llm-rollout"
-# appended to the Launchpad's scaffolded config, as a user types it
+# typed over the launchpad's scaffolded config, as a user does (keeping live's override empty)
 BAD_RELEASE_CONFIG = "ops:\n  demo_tiny__weights:\n    config:\n      revision: v2-system-first\n"
 SCREENSHOTS_ENV = "LLM_ROLLOUT_SCREENSHOTS"
 
@@ -201,22 +203,33 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
     expect(page.get_by_text("Materialized", exact=True).first).to_be_visible(timeout=60_000)
     shots.take(page, "1-asset-graph")
 
-    # the Launchpad: the bad revision, typed under the scaffolded config, then Launch Run
-    page.goto(f"{demo.url}/locations/{LOCATION}/jobs/demo_tiny_rollout/playground")
-    editor = page.locator(".CodeMirror").first
-    expect(editor).to_be_visible(timeout=60_000)
-    editor.click()
-    page.keyboard.press("Control+End")
-    page.keyboard.insert_text(BAD_RELEASE_CONFIG)
-    expect(page.get_by_text("No errors")).to_be_visible(timeout=30_000)
-    shots.take(page, "2-launchpad")
-    page.get_by_role("button", name="Launch Run").click()
+    # Dagster's first-visit invitation comes up a moment after the page: let it come and go
+    # before a dialog of our own is opened (the handler cannot click through one)
+    invitation = page.get_by_text("Join the Dagster community")
+    with contextlib.suppress(playwright_api.TimeoutError):  # not shown every time
+        invitation.wait_for(timeout=15_000)
+    expect(invitation).to_have_count(0, timeout=30_000)
 
-    # the run page follows it to success; its tags say which model and release
+    # Materialize all, through its launchpad: the bad revision typed over the scaffold
+    page.locator("button:right-of(:text('Materialize all'))").first.click()
+    page.get_by_role("menuitem", name="Open launchpad").click()
+    launchpad = page.get_by_role("dialog")
+    editor = launchpad.locator(".CodeMirror").first
+    expect(editor).to_be_visible(timeout=60_000)
+    expect(editor).to_contain_text("override_reason")  # the scaffold offers the override
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(BAD_RELEASE_CONFIG)
+    expect(launchpad.get_by_text("No errors")).to_be_visible(timeout=30_000)
+    shots.take(page, "2-launchpad")
+    launchpad.get_by_role("button", name="Materialize").click()
+
+    # the run page follows it to success: every asset ran, and live refused to promote
     page.wait_for_url(re.compile(r"/runs/[0-9a-f-]+$"), timeout=60_000)
     run_url = page.url
     expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=RUN_SECONDS * 1000)
-    expect(page.get_by_text("demo_tiny_rollout").first).to_be_visible()
+    expect(page.get_by_text(re.compile("not promoting")).first).to_be_visible()
     shots.take(page, "3-rollout-run")
 
     # meanwhile in a terminal: the commands the demo printed show the canary beside stable
@@ -229,6 +242,7 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
     assert "Replicas:" in described, described
     status = shell[".venv/bin/llm-rollout status models/demo-tiny.yaml"]
     assert "<- stable" in status and "<- canary" in status, status
+    assert "phase" in status and "Done" not in status.split("\n")[1], status
 
     # the gate's verdicts on the release's asset check, until the one that rolls it back
     deadline = time.monotonic() + GATE_SECONDS
