@@ -17,6 +17,7 @@ from cli.release import render, status
 from cli.weights import weights
 from k8s.dagster.scaleout import dagster_rbac
 from k8s.validation import schema_problems
+from monitoring.quality import QualityError, load_prompts
 from spec import LocatedProblem, ReleaseSpec, SpecFileError, load_all, load_specs, spec_files
 
 
@@ -39,7 +40,13 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     files, problems = _expand_collecting(paths)
     loaded = load_all(files)
     problems += loaded.problems
-    valid = [(path, loaded.specs[path]) for path in files if path in loaded.specs]
+    problems += _golden_prompt_problems(loaded.specs)
+    broken_paths = {problem.path for problem in problems}
+    valid = [
+        (path, loaded.specs[path])
+        for path in files
+        if path in loaded.specs and path not in broken_paths
+    ]
     if as_json:
         click.echo(json.dumps(_validation_document(valid, problems), indent=2))
     else:
@@ -54,6 +61,19 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
             err=True,
         )
         sys.exit(1)
+
+
+def _golden_prompt_problems(specs: dict[Path, ReleaseSpec]) -> list[LocatedProblem]:
+    """The quality gate's golden prompt files, read as the gate reads them."""
+    problems = []
+    for path, spec in specs.items():
+        if spec.quality is None:
+            continue
+        try:
+            load_prompts(Path(spec.quality.prompts))
+        except QualityError as error:
+            problems.append(LocatedProblem(path, "quality.prompts", str(error)))
+    return problems
 
 
 def _validation_document(

@@ -198,8 +198,8 @@ def judge(
         _check_error_rate(measurements, single, enough, gate.max_relative_regression)
     check("kv_cache_usage", gate.max_kv_cache_usage, True, f"{gate.max_kv_cache_usage:g}")
     _check_preemptions(measurements, single, enough, compare, gate.max_relative_regression)
-    window = _worst(m.outcome for m in measurements)
-    return Verdict(window, _summary(window, measurements), measurements, queries or [])
+    window = worst(m.outcome for m in measurements)
+    return Verdict(window, summary(window, measurements), measurements, queries or [])
 
 
 def _check_freshness(
@@ -287,13 +287,14 @@ def _regressed(canary: float, stable: float | None, budget: float, floor: float)
     return canary > max(stable * (1 + budget), floor)
 
 
-def _worst(outcomes: Iterable[Outcome]) -> Outcome:
+def worst(outcomes: Iterable[Outcome]) -> Outcome:
+    """The window's outcome: error > fail > inconclusive > pass."""
     ranked = [Outcome.ERROR, Outcome.FAIL, Outcome.INCONCLUSIVE, Outcome.PASS]
     seen = set(outcomes)
     return next((o for o in ranked if o in seen), Outcome.INCONCLUSIVE)
 
 
-def _summary(window: Outcome, measurements: list[Measurement]) -> str:
+def summary(window: Outcome, measurements: list[Measurement]) -> str:
     """Why the window came out as it did: the measurements that decided it."""
     deciding = [m for m in measurements if m.outcome is window]
     if window is Outcome.PASS:

@@ -7,14 +7,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from k8s import labels as names
 from k8s.cluster import ClusterClient
 from k8s.history import History, ReleaseHistory
 from monitoring.chart import window_chart
-from monitoring.gate import Verdict, judge
+from monitoring.gate import Measurement, Outcome, Verdict, judge, summary, worst
 from monitoring.prometheus import PrometheusFailed, measure, measure_range
+from monitoring.quality import (
+    QualityError,
+    QualityLimits,
+    VllmEndpoint,
+    collect,
+    compare,
+    judge_quality,
+    load_prompts,
+)
 from monitoring.queries import Query, TrackSource, chart_queries, gate_queries, track_queries
 from rollout import machine
 from rollout.machine import Event, Facts, Launch, Phase, Rollout, RolloutRecord, RunState
@@ -56,13 +66,18 @@ def tick(
     at = now()
     facts = observe(spec, cluster, stored, history, runs)
     verdict, chart = None, ""
+    quality_rows = stored.quality
     if machine.judgment_due(spec, stored, at) and (
         stored.phase is Phase.BAKING or facts.canary == stored.release_id
     ):
         verdict = measure_window(spec, stored, history, metrics)
         if stored.phase is not Phase.BAKING:
             chart = chart_window(spec, stored, history, metrics)
+            if spec.quality is not None:
+                verdict, quality_rows = with_quality(spec, cluster, stored, history, verdict)
     transition = machine.tick(spec, stored, facts, verdict, at)
+    if quality_rows != stored.quality and transition.record.release_id == stored.release_id:
+        transition = replace(transition, record=replace(transition.record, quality=quality_rows))
     if transition.record != stored:
         try:
             store.replace(stored, transition.record)
@@ -160,3 +175,92 @@ def chart_window(
     except PrometheusFailed:
         return ""
     return window_chart(series, f"means over the last {spec.gate.window}, every {step_seconds}s")
+
+
+def with_quality(
+    spec: ReleaseSpec,
+    cluster: ClusterClient,
+    record: RolloutRecord,
+    history: History,
+    verdict: Verdict,
+) -> tuple[Verdict, list[list[object]]]:
+    """The window's verdict with the quality gate's measurements in it: measured now (the
+    first time, or every window when the spec says so), else the ones stored for this
+    canary. An unreachable pod or unusable prompt file is an Error (measured again next
+    window); the rows to store come back with the verdict."""
+    quality = spec.quality
+    assert quality is not None
+    rows = record.quality
+    if not rows or quality.every_window:
+        try:
+            measured = measure_quality(spec, cluster, record, history)
+        except QualityError as error:
+            measured = [
+                Measurement("quality", None, None, "golden prompts", Outcome.ERROR, str(error))
+            ]
+        errored = any(m.outcome is Outcome.ERROR for m in measured)
+        rows = [] if errored else [_row(m) for m in measured]
+    else:
+        measured = [_measurement(row) for row in rows]
+    measurements = [*verdict.measurements, *measured]
+    window = worst(m.outcome for m in measurements)
+    reason = verdict.reason if window is verdict.window else summary(window, measurements)
+    return replace(verdict, window=window, reason=reason, measurements=measurements), rows
+
+
+def measure_quality(
+    spec: ReleaseSpec, cluster: ClusterClient, record: RolloutRecord, history: History
+) -> list[Measurement]:
+    """Send the golden prompts to one ready canary pod and one ready stable pod."""
+    quality = spec.quality
+    assert quality is not None
+    prompts = load_prompts(Path(quality.prompts))
+    urls = [
+        ready_pod_url(cluster, spec, track, release)
+        for track, release in (("canary", record.release_id), ("stable", history.stable))
+    ]
+    canary, stable = (
+        VllmEndpoint(url, spec.served_model_name, quality.seed, quality.max_tokens) for url in urls
+    )
+    limits = QualityLimits(
+        quality.min_agreement,
+        quality.max_logprob_drift,
+        quality.max_expectation_drop,
+        quality.allow_prompt_change,
+    )
+    return judge_quality(limits, compare(collect(prompts, canary, stable)))
+
+
+def ready_pod_url(
+    cluster: ClusterClient, spec: ReleaseSpec, track: str, release: str | None
+) -> str:
+    """The address of a ready pod of the track's release (pods are asked directly, not
+    through the Service, so each answer is known to come from its track)."""
+    selector = f"app.kubernetes.io/name={spec.name},{names.TRACK}={track}"
+    if release:
+        selector += f",{names.RELEASE}={release}"
+    for pod in cluster.list_objects("Pod", spec.namespace, selector):
+        status = pod.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        if ready and status.get("podIP") and not pod["metadata"].get("deletionTimestamp"):
+            return f"http://{status['podIP']}:{names.HTTP_PORT}"
+    raise QualityError(f"no ready {track} pod of {release or spec.name} to send prompts to")
+
+
+def _row(m: Measurement) -> list[object]:
+    return [m.name, m.canary, m.stable, m.threshold, m.outcome.value, m.reason]
+
+
+def _measurement(row: list[object]) -> Measurement:
+    name, canary, stable, threshold, outcome, reason = row
+    return Measurement(
+        str(name),
+        float(canary) if isinstance(canary, int | float) else None,
+        float(stable) if isinstance(stable, int | float) else None,
+        str(threshold),
+        Outcome(str(outcome)),
+        f"{reason} (measured once for this canary)",
+    )

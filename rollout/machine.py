@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from monitoring.gate import Outcome, Verdict
 from spec import ReleaseSpec
@@ -75,6 +76,10 @@ class RolloutRecord:
     attempt: int = 0  # runs launched for the current phase (run keys)
     override: str = ""  # "<who>: <reason>" when a person decided instead of the gate
     decided_by: str = ""  # "gate", "deadline", "run", or the person
+    # the quality gate's measurements of this canary, once measured (measured once per
+    # canary unless the spec asks for every window): [name, canary, stable, limit,
+    # outcome, reason] rows, carried into every later window's verdict
+    quality: list[list[Any]] = field(default_factory=list)
 
     def run_key(self) -> str:
         """The Dagster run key of the run carrying out this phase (one per attempt)."""

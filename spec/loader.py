@@ -79,7 +79,8 @@ def load_spec(path: Path) -> ReleaseSpec:
     lines = _position_index(path, node)
     data = _construct(path, text)
     try:
-        return ReleaseSpec.model_validate(data)
+        # relative paths in the spec (the golden prompts) are the spec's folder's
+        return ReleaseSpec.model_validate(data, context={"spec_dir": path.parent})
     except ValidationError as error:
         problems = [_from_pydantic(path, detail, lines) for detail in error.errors()]
     except SpecRuleViolations as error:

@@ -7,9 +7,18 @@ fields live in `spec.rules` and run once the fields themselves are valid.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from spec import rules
 from spec.cron import cron_problem
@@ -348,6 +357,53 @@ class Refresh(SpecModel):
         return value
 
 
+class Quality(SpecModel):
+    """The output-quality gate: golden prompts sent greedy to a canary pod and a stable pod
+    directly, and their answers compared (monitoring/quality.py). Off when absent."""
+
+    prompts: str = Field(
+        description="JSONL file of golden prompts, relative to the spec's folder.",
+    )
+    max_tokens: int = Field(32, ge=1, le=1024, description="Answer length per prompt.")
+    seed: int = Field(0, ge=0, description="Sampling seed sent with every request.")
+    every_window: bool = Field(
+        False,
+        description=(
+            "Measure with every judged window; by default once per canary, with its first "
+            "judged window (the golden set costs three requests per prompt and track)."
+        ),
+    )
+    min_agreement: float = Field(
+        0.9, ge=0, le=1, description="Share of prompts whose greedy answer equals stable's."
+    )
+    max_logprob_drift: float = Field(
+        0.05,
+        ge=0,
+        le=100,
+        description="Mean |Δ log-probability| of stable's answer tokens, canary vs stable.",
+    )
+    max_expectation_drop: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="How much lower than stable's the canary's share of met `expect`s may be.",
+    )
+    allow_prompt_change: bool = Field(
+        False, description="A new chat template or tokenizer is intended: prompt ids may differ."
+    )
+
+    @field_validator("prompts")
+    @classmethod
+    def _beside_the_spec(cls, value: str, info: ValidationInfo) -> str:
+        folder = (info.context or {}).get("spec_dir")
+        if folder is None:
+            return value  # built in code: the caller's path stands
+        path = Path(folder) / value
+        if not path.is_file():
+            raise ValueError(f"no golden prompt file at {path}")
+        return str(path.resolve())
+
+
 class ReleaseSpec(SpecModel):
     """Everything llm-rollout needs to know to release one served model."""
 
@@ -363,6 +419,7 @@ class ReleaseSpec(SpecModel):
     rollout: Rollout = Field(default_factory=lambda: Rollout())
     gate: Gate = Field(default_factory=lambda: Gate())
     refresh: Refresh = Field(default_factory=lambda: Refresh())
+    quality: Quality | None = None
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,121 @@
+"""The quality gate's comparing and judging on plain values, and its golden prompt files:
+each row a golden set as two tracks answered it, and the outcome a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitoring.gate import Outcome
+from monitoring.quality import (
+    Answer,
+    Expectation,
+    GoldenPrompt,
+    QualityError,
+    QualityLimits,
+    Sample,
+    compare,
+    judge_quality,
+    load_prompts,
+)
+
+LIMITS = QualityLimits(min_agreement=0.9, max_logprob_drift=0.05, max_expectation_drop=0.0)
+PROMPT = [1, 2, 3]
+ANSWER = Answer(PROMPT, [7, 8, 9], "Paris", [-0.1, -0.2, -0.3])
+
+
+def sample(
+    canary: Answer = ANSWER,
+    forced: list[float] | None = None,
+    expect: Expectation | None = None,
+    stable: Answer = ANSWER,
+) -> Sample:
+    prompt = GoldenPrompt("capital", [{"role": "user", "content": "capital of France?"}], expect)
+    return Sample(prompt, canary, stable, forced if forced is not None else stable.logprobs)
+
+
+def outcomes(samples: list[Sample], limits: QualityLimits = LIMITS) -> dict[str, Outcome]:
+    return {m.name: m.outcome for m in judge_quality(limits, compare(samples))}
+
+
+def test_identical_tracks_pass_every_measurement() -> None:
+    assert set(outcomes([sample()] * 10).values()) == {Outcome.PASS}
+
+
+@pytest.mark.parametrize(
+    ("samples", "failing"),
+    [
+        # a chat template that drops the system prompt: other prompt token ids
+        ([sample(Answer([1, 3], [7, 8, 9], "Paris", [-0.1, -0.2, -0.3]))] * 10, "prompt_identity"),
+        # re-uploaded weights: other greedy answers on 2 of 10 prompts
+        (
+            [sample(Answer(PROMPT, [7, 4], "Lyon", [-0.1, -0.9]))] * 2 + [sample()] * 8,
+            "agreement",
+        ),
+        # re-quantized weights: the same answers, but the canary is far less sure of them
+        ([sample(forced=[-0.5, -0.6, -0.7])] * 10, "logprob_drift"),
+        # fewer answers meet their expectation than stable's
+        (
+            [
+                sample(
+                    Answer(PROMPT, [7, 4], "Lyon", [-0.1, -0.9]),
+                    expect=Expectation(exact="Paris"),
+                )
+            ]
+            + [sample(expect=Expectation(regex="^Par"))] * 9,
+            "expectations",
+        ),
+    ],
+)
+def test_a_subtly_different_release_fails_the_measurement_that_sees_it(
+    samples: list[Sample], failing: str
+) -> None:
+    found = outcomes(samples)
+    assert found[failing] is Outcome.FAIL, found
+
+
+def test_an_intended_template_change_may_be_allowed() -> None:
+    changed = [sample(Answer([1, 3], [7, 8, 9], "Paris", [-0.1, -0.2, -0.3]))] * 3
+    allowed = QualityLimits(0.9, 0.05, 0.0, allow_prompt_change=True)
+    assert outcomes(changed, allowed)["prompt_identity"] is Outcome.PASS
+
+
+def test_the_table_shows_the_prompts_whose_answers_changed() -> None:
+    changed = sample(Answer(PROMPT, [7, 4], "Lyon", [-0.1, -0.9]))
+    report = compare([changed, sample()])
+    assert report.worst and "differs from token 1" in report.worst[0]
+    agreement = next(m for m in judge_quality(LIMITS, report) if m.name == "agreement")
+    assert "'Lyon'" in agreement.reason and "'Paris'" in agreement.reason
+
+
+def test_nothing_measured_is_an_error_never_a_pass() -> None:
+    assert [m.outcome for m in judge_quality(LIMITS, compare([]))] == [Outcome.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": 3}\n', ":2: each line"),
+        ("not json\n", ":1: not JSON"),
+        ('{"messages": [], "expect": {"regex": "("}}\n', "does not compile"),
+        ('{"messages": [], "expect": {"fuzzy": "x"}}\n', "one of exact, regex or any_of"),
+        ("\n", "no golden prompts"),
+    ],
+)
+def test_a_bad_golden_prompt_file_names_the_line(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "golden.jsonl"
+    path.write_text(text)
+    with pytest.raises(QualityError, match=problem):
+        load_prompts(path)
+
+
+def test_golden_prompts_load_with_their_expectations(tmp_path: Path) -> None:
+    path = tmp_path / "golden.jsonl"
+    path.write_text(
+        '{"id": "fr", "messages": [{"role": "user", "content": "capital?"}], '
+        '"expect": {"any_of": ["Paris", "paris"]}, "max_tokens": 4}\n'
+    )
+    (prompt,) = load_prompts(path)
+    assert (prompt.id, prompt.max_tokens) == ("fr", 4)
+    assert prompt.expect is not None and prompt.expect.met_by(" paris ")
