@@ -193,12 +193,44 @@ SYSTEM_FIRST_TEMPLATE = (
 )
 
 
+# A subtler template regression: every request is answered (200), but system messages are
+# silently dropped from the prompt, so instructions stop reaching the model.
+DROPS_SYSTEM_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] != 'system' %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{{ message['content'] | trim }}<|eot_id|>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+PERTURBED_LAYER = "model.layers.1.mlp.down_proj.weight"  # one tensor of the last layer
+PERTURBATION = 0.5  # its weights scaled by 1.5: same file, same size, other answers
+
+
 def write_revision(model: Path, folder: Path, change: str) -> Path:
-    """A later revision of the tiny model in `folder`: `model-card` (same weights, a new
-    README: a good release) or `system-first-template` (a chat template that rejects the
-    usual requests: a bad release)."""
+    """A later revision of the tiny model in `folder`:
+    `model-card` — same weights, a new README (a good release);
+    `system-first-template` — a chat template that rejects the usual requests (a bad
+    release every latency and error check sees);
+    `drops-system-template` — a template that silently drops system messages, and
+    `perturbed-layer` — one layer's weights changed, same file names and sizes (subtly bad
+    releases: every request succeeds, fast; only the quality gate sees them);
+    `sampling-default` — a generation_config.json whose default temperature changed (what
+    clients get when they send no sampling parameters)."""
     shutil.copytree(model, folder, dirs_exist_ok=True)
-    if change == "model-card":
+    if change == "drops-system-template":
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config["chat_template"] = DROPS_SYSTEM_TEMPLATE
+        _write_json(config_path, config)
+    elif change == "perturbed-layer":
+        tensors = _weights()
+        tensors[PERTURBED_LAYER] = tensors[PERTURBED_LAYER] * (1 + PERTURBATION)
+        _write_safetensors(folder / "model.safetensors", tensors)
+    elif change == "sampling-default":
+        config_path = folder / "generation_config.json"
+        config = json.loads(config_path.read_text())
+        config |= {"do_sample": True, "temperature": 1.3}
+        _write_json(config_path, config)
+    elif change == "model-card":
         (folder / "README.md").write_text("# tiny-llama\n\nRevision 2: a clearer model card.\n")
     elif change == "system-first-template":
         config_path = folder / "tokenizer_config.json"

@@ -7,9 +7,10 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
 from tokenizers import Tokenizer
 
-from sandbox.tiny_model import CHAT_TEMPLATE, write_tiny_model
+from sandbox.tiny_model import CHAT_TEMPLATE, write_revision, write_tiny_model
 from sandbox.vllm_process import VllmProcess
 
 
@@ -28,6 +29,25 @@ def test_it_is_a_small_llama_repo(tiny_model_dir: Path) -> None:
     assert config["architectures"] == ["LlamaForCausalLM"]
     tokenizer_config = json.loads((tiny_model_dir / "tokenizer_config.json").read_text())
     assert tokenizer_config["chat_template"] == CHAT_TEMPLATE
+
+
+@pytest.mark.parametrize(
+    ("change", "changed"),
+    [
+        ("model-card", {"README.md"}),
+        ("perturbed-layer", {"model.safetensors"}),  # same names and sizes, other bytes
+        ("drops-system-template", {"tokenizer_config.json"}),
+        ("sampling-default", {"generation_config.json"}),
+    ],
+)
+def test_a_later_revision_changes_only_what_it_says(
+    tmp_path: Path, tiny_model_dir: Path, change: str, changed: set[str]
+) -> None:
+    revision = write_revision(tiny_model_dir, tmp_path / change, change)
+    before, after = digest(tiny_model_dir), digest(revision)
+    assert {name for name in after if after[name] != before.get(name)} == changed
+    sizes = {p.name: p.stat().st_size for p in revision.iterdir()}
+    assert sizes["model.safetensors"] == (tiny_model_dir / "model.safetensors").stat().st_size
 
 
 def test_the_tokenizer_is_a_trained_byte_level_bpe(tiny_model_dir: Path) -> None:
