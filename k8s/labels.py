@@ -16,6 +16,15 @@ IMAGE = "llm-rollout.io/image"
 MODEL = "llm-rollout.io/model"
 HTTP_PORT = 8000
 HTTP_PORT_NAME = "http"
+# A namespace or pod labelled `llm-rollout.io/client: "true"` may reach the models' pods
+# (their NetworkPolicy); nothing else may, apart from Prometheus.
+CLIENT = "llm-rollout.io/client"
+CLIENT_VALUE = "true"
+# The namespace Prometheus runs in (kube-prometheus-stack's default, and the one
+# monitoring.artifacts.DEFAULT_PROMETHEUS points at); it may scrape the pods.
+PROMETHEUS_NAMESPACE = "monitoring"
+# The key, in the model's optional API key Secret, that vLLM reads as VLLM_API_KEY.
+API_KEY_SECRET_KEY = "api-key"
 
 
 def deployment_name(spec: ReleaseSpec, track: Track) -> str:
@@ -31,6 +40,11 @@ def claim_name(spec: ReleaseSpec) -> str:
 def volume_name(spec: ReleaseSpec) -> str:
     """The cluster-scoped PV llm-rollout creates for an NFS export."""
     return f"{spec.namespace}-{spec.name}-weights"
+
+
+def api_key_secret_name(spec: ReleaseSpec) -> str:
+    """The optional Secret whose `api-key` vLLM requires of clients: '<name>-api-key'."""
+    return f"{spec.name}-api-key"
 
 
 def service_account_name(spec: ReleaseSpec) -> str:

@@ -5,7 +5,10 @@ spec, a startupProbe long enough for model load, requests = limits sized for loa
 through host memory, GPU requests = TP × PP with the product's node selector and toleration,
 no CUDA_VISIBLE_DEVICES (the device plugin assigns GPUs), weights mounted read-only at the
 published commit folder, `maxUnavailable: 0`, and a preStop drain inside a grace period
-longer than vLLM's own shutdown timeout.
+longer than vLLM's own shutdown timeout (the preStop mechanism chosen by the target
+Kubernetes version, k8s.drain). Pods meet the `baseline` Pod Security Standard and all of
+`restricted` but running as non-root (k8s.pod_security), spread over nodes, and only labelled
+clients and Prometheus may reach them (NetworkPolicy).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import math
 from typing import Any
 
 from k8s import labels as names
+from k8s import pod_security
+from k8s.drain import DEFAULT_TARGET_VERSION, pre_stop
 from k8s.labels import HTTP_PORT, HTTP_PORT_NAME, Track
 from k8s.release import Release
 from k8s.vllm_args import vllm_args
@@ -29,10 +34,14 @@ REVISION_HISTORY = 5
 
 
 def namespace(spec: ReleaseSpec) -> Manifest:
+    """The serving namespace, with Pod Security Admission enforcing `baseline`."""
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": spec.namespace, "labels": names.common_labels(spec)},
+        "metadata": {
+            "name": spec.namespace,
+            "labels": {**names.common_labels(spec), **pod_security.namespace_labels()},
+        },
     }
 
 
@@ -87,8 +96,14 @@ def weights_storage(spec: ReleaseSpec) -> list[Manifest]:
     return [volume, claim]
 
 
-def deployment(release: Release, track: Track, replicas: int | None) -> Manifest:
-    """The stable or canary Deployment of `release` (replicas None: left to the HPA)."""
+def deployment(
+    release: Release,
+    track: Track,
+    replicas: int | None,
+    kubernetes_version: str = DEFAULT_TARGET_VERSION,
+) -> Manifest:
+    """The stable or canary Deployment of `release` (replicas None: left to the HPA), for
+    clusters of `kubernetes_version` or newer."""
     spec = release.spec
     selector = names.selector_labels(spec, track)
     pod_labels = {
@@ -119,7 +134,7 @@ def deployment(release: Release, track: Track, replicas: int | None) -> Manifest
         "revisionHistoryLimit": REVISION_HISTORY,
         "template": {
             "metadata": {"labels": pod_labels, "annotations": annotations},
-            "spec": _pod_spec(release),
+            "spec": _pod_spec(release, kubernetes_version),
         },
     }
     if replicas is not None:
@@ -141,7 +156,7 @@ def deployment(release: Release, track: Track, replicas: int | None) -> Manifest
     }
 
 
-def _pod_spec(release: Release) -> Manifest:
+def _pod_spec(release: Release, kubernetes_version: str) -> Manifest:
     spec = release.spec
     resources = spec.resources
     gpus = str(resources.gpus)
@@ -157,6 +172,7 @@ def _pod_spec(release: Release) -> Manifest:
             {"name": "HF_HUB_OFFLINE", "value": "1"},  # weights come from the volume only
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             {"name": "HF_HOME", "value": "/tmp/hf"},  # the weights volume is read-only
+            _api_key(spec),
         ],
         "resources": {"requests": requests, "limits": dict(requests)},
         "volumeMounts": [
@@ -188,11 +204,13 @@ def _pod_spec(release: Release) -> Manifest:
             "timeoutSeconds": 5,
             "failureThreshold": 6,
         },
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DRAIN_SECONDS}}},
+        "lifecycle": {"preStop": pre_stop(PRESTOP_DRAIN_SECONDS, kubernetes_version)},
+        "securityContext": pod_security.container_security_context(),
     }
     pod: Manifest = {
         "serviceAccountName": "default",
         "automountServiceAccountToken": False,
+        "securityContext": pod_security.pod_security_context(),
         "enableServiceLinks": False,  # no *_PORT env vars that could collide with VLLM_*
         "terminationGracePeriodSeconds": PRESTOP_DRAIN_SECONDS
         + spec.serving.shutdown_timeout_seconds
@@ -206,10 +224,44 @@ def _pod_spec(release: Release) -> Manifest:
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": resources.shm_size}},
         ],
         "tolerations": [t.model_dump(exclude_none=True) for t in resources.tolerations],
+        "topologySpreadConstraints": [_spread_over_nodes(spec)],
     }
     if resources.gpu_product:
         pod["nodeSelector"] = {"nvidia.com/gpu.product": resources.gpu_product}
     return pod
+
+
+def _api_key(spec: ReleaseSpec) -> Manifest:
+    """VLLM_API_KEY from the model's API key Secret, when that Secret exists.
+
+    vLLM requires `Authorization: Bearer <key>` on its API routes (/v1/…; /health and /metrics
+    stay open) when `--api-key` or VLLM_API_KEY is set (vllm/envs.py VLLM_API_KEY;
+    entrypoints/serve/middleware: "--api-key option from CLI takes precedence over
+    VLLM_API_KEY"). An env var keeps the key out of the pod's args, which anyone who can read
+    the Deployment sees. `optional`: without the Secret the variable is unset and vLLM serves
+    without a key, so no spec field is needed to turn it on."""
+    return {
+        "name": "VLLM_API_KEY",
+        "valueFrom": {
+            "secretKeyRef": {
+                "name": names.api_key_secret_name(spec),
+                "key": names.API_KEY_SECRET_KEY,
+                "optional": True,
+            }
+        },
+    }
+
+
+def _spread_over_nodes(spec: ReleaseSpec) -> Manifest:
+    """Prefer putting the model's pods (stable and canary alike) on different nodes: one node
+    lost takes one replica, not all. ScheduleAnyway: a GPU pod that fits only beside another
+    replica still starts (pod topology spread constraints, kubernetes.io docs)."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": names.service_selector(spec)},
+    }
 
 
 def service(spec: ReleaseSpec) -> Manifest:
@@ -231,6 +283,45 @@ def service(spec: ReleaseSpec) -> Manifest:
                     "port": HTTP_PORT,
                     "targetPort": HTTP_PORT_NAME,
                     "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def network_policy(spec: ReleaseSpec) -> Manifest:
+    """Ingress to the model's pods only on the vLLM port, and only from namespaces or pods
+    labelled `llm-rollout.io/client: "true"`, and from Prometheus' namespace.
+
+    Namespaces are matched by `kubernetes.io/metadata.name`, which the API server sets on
+    every namespace (GA since 1.22). A NetworkPolicy does nothing without a network plugin
+    that enforces it (Calico, Cilium, …), see docs/kubernetes.md."""
+    client = {names.CLIENT: names.CLIENT_VALUE}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": names.common_labels(spec),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": names.service_selector(spec)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": client}},
+                        {"namespaceSelector": {}, "podSelector": {"matchLabels": client}},
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {
+                                    "kubernetes.io/metadata.name": names.PROMETHEUS_NAMESPACE
+                                }
+                            }
+                        },
+                    ],
+                    "ports": [{"protocol": "TCP", "port": HTTP_PORT_NAME}],
                 }
             ],
         },
@@ -312,6 +403,11 @@ NAMESPACED_RULES = [
     (
         "policy",
         ["poddisruptionbudgets"],
+        ["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "networking.k8s.io",
+        ["networkpolicies"],
         ["get", "list", "watch", "create", "update", "patch", "delete"],
     ),
 ]
@@ -399,28 +495,42 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
 
 def platform_objects(spec: ReleaseSpec) -> list[Manifest]:
     """Objects that do not change between releases."""
-    objects = [namespace(spec), *weights_storage(spec), service(spec), disruption_budget(spec)]
+    objects = [
+        namespace(spec),
+        *weights_storage(spec),
+        service(spec),
+        disruption_budget(spec),
+        network_policy(spec),
+    ]
     hpa = autoscaler(spec)
     return [*objects, *([hpa] if hpa else [])]
 
 
-def release_objects(release: Release, track: Track) -> list[Manifest]:
+def release_objects(
+    release: Release, track: Track, kubernetes_version: str = DEFAULT_TARGET_VERSION
+) -> list[Manifest]:
     """The Deployment a release applies on a track."""
     spec = release.spec
     if track == "canary":
-        return [deployment(release, "canary", spec.rollout.canary_replicas)]
+        return [deployment(release, "canary", spec.rollout.canary_replicas, kubernetes_version)]
     replicas = None if spec.autoscaling else spec.replicas
-    return [deployment(release, "stable", replicas)]
+    return [deployment(release, "stable", replicas, kubernetes_version)]
 
 
-def all_objects(release: Release) -> list[Manifest]:
+def all_objects(
+    release: Release, kubernetes_version: str = DEFAULT_TARGET_VERSION
+) -> list[Manifest]:
     """Everything for a GitOps user: platform, access, the stable Deployment, and (for the
-    canary strategy) the canary Deployment."""
+    canary strategy) the canary Deployment, for clusters of `kubernetes_version` or newer."""
     spec = release.spec
-    canary = release_objects(release, "canary") if spec.rollout.strategy == "canary" else []
+    canary = (
+        release_objects(release, "canary", kubernetes_version)
+        if spec.rollout.strategy == "canary"
+        else []
+    )
     return [
         *platform_objects(spec),
         *access(spec),
-        *release_objects(release, "stable"),
+        *release_objects(release, "stable", kubernetes_version),
         *canary,
     ]

@@ -13,10 +13,14 @@ from spec.schema import Serving
 
 # First release whose image entrypoint is `vllm serve`.
 SERVE_ENTRYPOINT_SINCE = (0, 9, 0)
-# `--shutdown-timeout` (drain in-flight requests on SIGTERM) came with the shutdown work that
-# followed vLLM's RFC #24885 (autumn 2025); verified in 0.32. Older versions stop at once,
-# so for them the preStop delay is the only drain.
-SHUTDOWN_TIMEOUT_SINCE = (0, 14, 0)
+# `--shutdown-timeout` (on SIGTERM, refuse new requests and let in-flight ones finish for up
+# to that many seconds) was added by vllm-project/vllm#34730 (Feb 2026, part of RFC #24885),
+# reverted by #36628 and re-landed by #36666 (merged 2026-03-10). The first release whose CLI
+# reference lists it is v0.18.0 (docs.vllm.ai/en/v0.18.0/cli/serve/); no earlier release is
+# verified to have it, and an unknown flag stops `vllm serve` at start, so older versions get
+# no flag and the preStop delay is their only drain. Checked in 0.32.0's
+# vllm/engine/arg_utils.py (`shutdown_timeout: int = 0`).
+SHUTDOWN_TIMEOUT_SINCE = (0, 18, 0)
 
 
 def uses_serve_entrypoint(serving: Serving) -> bool:

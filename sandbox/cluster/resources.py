@@ -63,6 +63,11 @@ RESOURCES: tuple[Resource, ...] = (
         "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)
     ),
     Resource("batch", "v1", "jobs", "Job", True, (), ("status",)),
+    # stored and served only: the sandbox has no network plugin to enforce it, like a
+    # cluster whose CNI ignores NetworkPolicy
+    Resource(
+        "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",), (), False
+    ),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, (), (), False),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, (), (), False),
     Resource(

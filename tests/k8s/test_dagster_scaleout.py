@@ -40,7 +40,7 @@ def test_rbac_grants_nothing_outside_each_models_namespace_but_named_objects_and
             assert kinds == {
                 "deployments", "deployments/scale", "replicasets", "pods", "pods/log", "events",
                 "services", "configmaps", "persistentvolumeclaims", "horizontalpodautoscalers",
-                "poddisruptionbudgets",
+                "poddisruptionbudgets", "networkpolicies",
             }  # fmt: skip
             assert "secrets" not in kinds
         if obj["kind"] == "ClusterRole":

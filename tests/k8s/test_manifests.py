@@ -145,3 +145,85 @@ def test_rbac_grants_only_the_namespace_and_the_volume() -> None:
         # the GPU preflight counts free GPUs on the nodes: read-only, nothing else
         {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]},
     ]
+
+
+def test_the_drain_uses_the_sleep_action_only_where_it_is_on_by_default() -> None:
+    release = release_of(SPECS["demo-tiny"])
+    # Kubernetes 1.29 (the default target: the oldest we support) has PodLifecycleSleepAction
+    # alpha, off: the image's `sleep` binary waits instead
+    oldest = container_of(manifests.deployment(release, "stable", 1))
+    assert oldest["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "10"]}}
+    newer = container_of(manifests.deployment(release, "stable", 1, kubernetes_version="1.30.2"))
+    assert newer["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
+    for version in SUPPORTED_VERSIONS:
+        objects = manifests.all_objects(release, kubernetes_version=version)
+        assert schema_problems(objects, [version]) == []
+
+
+def test_shutdown_timeout_is_passed_only_to_vllm_versions_that_have_it() -> None:
+    spec = SPECS["demo-tiny"]
+
+    def args_for(version: str) -> list[str]:
+        serving = spec.serving.model_copy(update={"vllm_version": version})
+        return vllm_args(spec.model_copy(update={"serving": serving}), "/models")
+
+    # vllm-project/vllm#36666 re-landed the flag after v0.17; v0.18.0 is the first release
+    # whose CLI reference lists it, and an unknown flag stops `vllm serve`
+    for old in ("0.11.0", "0.14.1", "0.17.1"):
+        assert "--shutdown-timeout" not in args_for(old)
+    new = args_for("0.18.0")
+    assert new[new.index("--shutdown-timeout") + 1] == str(spec.serving.shutdown_timeout_seconds)
+
+
+def test_replicas_of_a_model_prefer_different_nodes() -> None:
+    release = release_of(SPECS["deepseek-v4"])
+    for track in ("stable", "canary"):
+        pod = manifests.deployment(release, track, 2)["spec"]["template"]  # type: ignore[arg-type]
+        assert pod["spec"]["topologySpreadConstraints"] == [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "deepseek-v4",
+                        "app.kubernetes.io/part-of": "llm-rollout",
+                    }
+                },
+            }
+        ]
+        selector = pod["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items()
+
+
+def test_only_labelled_clients_and_prometheus_reach_the_pods() -> None:
+    spec = SPECS["deepseek-v4"]
+    objects = manifests.platform_objects(spec)
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    assert schema_problems([policy]) == []
+    assert policy["metadata"]["namespace"] == "llm-serving"
+    pod_labels = manifests.deployment(release_of(spec), "canary", 1)["spec"]["template"]["metadata"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    client = {"llm-rollout.io/client": "true"}
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": client}},
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": client}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+    role = next(o for o in manifests.access(spec) if o["kind"] == "Role")
+    assert any("networkpolicies" in r["resources"] for r in role["rules"])
+
+
+def test_the_api_key_comes_from_an_optional_secret() -> None:
+    container = container_of(manifests.deployment(release_of(SPECS["demo-tiny"]), "stable", 1))
+    key = next(e for e in container["env"] if e["name"] == "VLLM_API_KEY")
+    assert key == {
+        "name": "VLLM_API_KEY",
+        "valueFrom": {
+            "secretKeyRef": {"name": "demo-tiny-api-key", "key": "api-key", "optional": True}
+        },
+    }
+    assert "--api-key" not in container["args"]  # never in the pod's args, which anyone reads
