@@ -3,7 +3,6 @@ kubectl and Prometheus-style discovery to work unmodified."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import threading
@@ -19,7 +18,7 @@ from sandbox.cluster import rbac, resources
 from sandbox.cluster.faults import ApiFaultBook
 from sandbox.cluster.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.cluster.resources import Resource
-from sandbox.cluster.store import ApiError, ObjectStore, WatchEvent
+from sandbox.cluster.store import ApiError, ObjectStore, WatchEvent, parse_version
 from sandbox.httpserver import BackgroundServer
 
 _REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
@@ -191,8 +190,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             if query.get("watch", "").lower() in ("true", "1"):
                 self._watch(resource, namespace, query)
                 return
-            items, revision = store.list(
-                resource, namespace, query.get("labelSelector"), query.get("fieldSelector")
+            items, revision = store.list_at(
+                resource,
+                namespace,
+                query.get("labelSelector"),
+                query.get("fieldSelector"),
+                query.get("resourceVersion"),
+                query.get("resourceVersionMatch"),
             )
             self._json(
                 {
@@ -346,29 +350,34 @@ class ApiHandler(BaseHTTPRequestHandler):
         events: Iterator[WatchEvent] = self.store.watch(
             resource,
             namespace,
-            int(since) if since not in (None, "", "0") else None,
+            parse_version(since) if since not in (None, "", "0") else None,
             query.get("labelSelector"),
             query.get("fieldSelector"),
             timeout,
             self.stopping,
             initial_events_bookmark=query.get("sendInitialEvents", "").lower() == "true",
+            bookmarks=query.get("allowWatchBookmarks", "").lower() in ("true", "1"),
         )
-        try:
-            first = next(events, None)
-        except ApiError as error:
-            self._json(error.status(), error.code)
-            return
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        pending = [first] if first is not None else []
-        for event in itertools.chain(pending, events):
-            line = json.dumps({"type": event.type, "object": event.obj}).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-            self.wfile.flush()
+        try:
+            for event in events:
+                self._chunk({"type": event.type, "object": event.obj})
+        except ApiError as error:
+            # Once the request is authorized and its resourceVersion parsed, a watch error
+            # (410 Expired for a too old resourceVersion) is one ERROR event on a 200 stream,
+            # not a direct error (k8s.io/apiserver/pkg/storage/cacher/cacher.go `Watch`:
+            # "other errors must fail with a watch event of type ERROR").
+            self._chunk({"type": "ERROR", "object": error.status()})
         self.wfile.write(b"0\r\n\r\n")
         self.close_connection = True
+
+    def _chunk(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event).encode() + b"\n"
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+        self.wfile.flush()
 
     # -- bodies and answers -------------------------------------------------------------
 

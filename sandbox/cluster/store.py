@@ -3,6 +3,7 @@ field ownership, owner-reference garbage collection, and a watchable event log."
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import pickle
@@ -20,8 +21,22 @@ from sandbox.cluster.resources import RESOURCES, Resource, by_kind
 from sandbox.cluster.selectors import field_matcher, label_matcher
 
 Obj = dict[str, Any]
+ObjList = list[Obj]  # `list` is shadowed inside ObjectStore by its method
 Key = tuple[str, str, str]  # (resource.qualified, namespace, name)
-EVENT_LOG_LIMIT = 20000  # older watch resumptions get 410 Gone, as from a real API server
+# How much watch history the sandbox keeps, as the API server's watch cache does
+# (k8s.io/apiserver/pkg/storage/cacher/watch_cache.go): every event of the last
+# `eventFreshDuration` (75 s), and never fewer than `defaultLowerBoundCapacity` (100) events, nor
+# more than `defaultUpperBoundCapacity` (100 * 1024). A watch from an older resourceVersion gets
+# 410 Expired, so clients must handle it (relist) here as they must against a real cluster.
+HISTORY_SECONDS = 75.0
+HISTORY_MIN_EVENTS = 100
+EVENT_LOG_LIMIT = 100 * 1024
+# A watch that asked for bookmarks gets one this often (the cacher's defaultBookmarkFrequency),
+# so that a quiet watch can resume from a resourceVersion still inside the kept history.
+BOOKMARK_SECONDS = 60.0
+# How long a list waits for a resourceVersion newer than the store's before a 504 (the watch
+# cache's blockTimeout).
+TOO_LARGE_WAIT_SECONDS = 3.0
 
 
 def clone(obj: Any) -> Any:
@@ -67,6 +82,12 @@ class WatchEvent:
     type: str
     resource: Resource
     obj: Obj
+    recorded_at: float = 0.0  # time.monotonic() when it happened
+
+
+def expired(message: str) -> ApiError:
+    """410 Expired, as `errors.NewResourceExpired` (k8s.io/apimachinery/pkg/api/errors)."""
+    return ApiError(410, "Expired", message)
 
 
 class ObjectStore:
@@ -77,6 +98,7 @@ class ObjectStore:
         self._resources: dict[str, Resource] = {r.qualified: r for r in RESOURCES}
         self._events: list[WatchEvent] = []
         self._revision = 0
+        self._compacted = 0  # history up to this revision is gone (see `compact`)
         self._changed = threading.Condition()
         self._dry = False  # inside a dryRun=All request (only ever set under the lock)
         for namespace in ("default", "kube-system"):
@@ -120,6 +142,76 @@ class ObjectStore:
                 if labels(obj["metadata"].get("labels") or {}) and fields(obj)
             ]
             return items, self._revision
+
+    def list_at(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        resource_version: str | None,
+        match: str | None,
+    ) -> tuple[ObjList, int]:
+        """A list honouring `resourceVersion` and `resourceVersionMatch` as the API server does
+        (https://kubernetes.io/docs/reference/using-api/api-concepts/#the-resourceversion-parameter):
+        unset or "0" is any version (the latest here); NotOlderThan (also the meaning of a bare
+        resourceVersion) waits up to 3 s for a newer one, then 504 (watch_cache.go
+        `waitUntilFreshAndBlock`); Exact is served only at the latest revision, since the
+        sandbox keeps no snapshots, and is 410 when older (etcd3/errors.go: "The
+        resourceVersion for the provided list is too old.")."""
+        if match and not resource_version:
+            raise ApiError(
+                400,
+                "BadRequest",
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                "resourceVersion is provided",
+            )
+        if match not in (None, "", "Exact", "NotOlderThan"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
+                '"Exact", "NotOlderThan"',
+            )
+        wanted = parse_version(resource_version) if resource_version else 0
+        if match == "Exact" and wanted == 0:
+            raise ApiError(
+                400,
+                "BadRequest",
+                'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for '
+                'resourceVersion "0"',
+            )
+        if wanted:
+            deadline = time.monotonic() + TOO_LARGE_WAIT_SECONDS
+            with self._changed:
+                while self._revision < wanted and time.monotonic() < deadline:
+                    self._changed.wait(timeout=max(0.0, deadline - time.monotonic()))
+                if self._revision < wanted:
+                    # storage.NewTooLargeResourceVersionError
+                    raise ApiError(
+                        504,
+                        "Timeout",
+                        f"Too large resource version: {wanted}, current: {self._revision}",
+                        {
+                            "causes": [
+                                {
+                                    "reason": "ResourceVersionTooLarge",
+                                    "message": "Too large resource version",
+                                }
+                            ],
+                            "retryAfterSeconds": 1,
+                        },
+                    )
+                if match == "Exact" and wanted != self._revision:
+                    raise expired("The resourceVersion for the provided list is too old.")
+        return self.list(resource, namespace, label_selector, field_selector)
+
+    def compact(self) -> None:
+        """Forget all watch history, as an etcd compaction followed by a watch-cache relist
+        does: a watch from any resourceVersion before now gets 410 Expired."""
+        with self._changed:
+            self._events.clear()
+            self._compacted = self._revision
 
     # -- writes -------------------------------------------------------------------------
 
@@ -264,8 +356,11 @@ class ObjectStore:
         timeout: float,
         stopped: threading.Event,
         initial_events_bookmark: bool = False,
+        bookmarks: bool = False,
     ) -> Iterator[WatchEvent]:
-        """Events after revision `since` (None: the current objects as ADDED first)."""
+        """Events after revision `since` (None: the current objects as ADDED first); with
+        `bookmarks`, a BOOKMARK every `BOOKMARK_SECONDS` of silence. A `since` older than the
+        kept history raises 410 Expired before the first event."""
         labels, fields = label_matcher(label_selector), field_matcher(field_selector)
 
         def wanted(event: WatchEvent) -> bool:
@@ -295,20 +390,45 @@ class ObjectStore:
                 yield WatchEvent(since, "BOOKMARK", resource, marker)
         else:
             with self._changed:
-                oldest = self._events[0].resource_version if self._events else self._revision
-                if since < oldest - 1:
-                    raise ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
+                self._check_history(since)
         position = since
+        last_sent = time.monotonic()
         while not stopped.is_set() and time.monotonic() < deadline:
+            bookmark: WatchEvent | None = None
             with self._changed:
-                pending = [e for e in self._events if e.resource_version > position]
-                if not pending:
+                start = bisect.bisect_right(
+                    self._events, position, key=lambda event: event.resource_version
+                )
+                pending = self._events[start:]
+                if not pending and bookmarks and time.monotonic() - last_sent >= BOOKMARK_SECONDS:
+                    position = max(position, self._revision)
+                    bookmark = WatchEvent(
+                        position, "BOOKMARK", resource, _bookmark(resource, position)
+                    )
+                elif not pending:
                     self._changed.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
                     continue
+            if bookmark is not None:  # yielded outside the lock, as every event is
+                last_sent = time.monotonic()
+                yield bookmark
+                continue
             for event in pending:
                 position = event.resource_version
                 if wanted(event):
+                    last_sent = time.monotonic()
                     yield event
+
+    def _check_history(self, since: int) -> None:
+        """410 Expired for a watch from a resourceVersion whose events are no longer kept: the
+        watch cache's rule `resourceVersion < oldest-1` (watch_cache.go
+        `getAllEventsSinceLocked`), where `oldest` is the first kept event, or the revision
+        after the last compaction when none was dropped since."""
+        if self._events and self._events[0].resource_version > self._compacted + 1:
+            oldest = self._events[0].resource_version
+        else:
+            oldest = self._compacted + 1
+        if since < oldest - 1:
+            raise expired(f"too old resource version: {since} ({oldest - 1})")
 
     # -- internals ----------------------------------------------------------------------
 
@@ -420,10 +540,35 @@ class ObjectStore:
         return clone(live)
 
     def _record(self, kind: str, resource: Resource, obj: Obj) -> None:
-        self._events.append(WatchEvent(self._revision, kind, resource, clone(obj)))
-        if len(self._events) > EVENT_LOG_LIMIT:
-            del self._events[: len(self._events) - EVENT_LOG_LIMIT]
+        moment = time.monotonic()
+        self._events.append(WatchEvent(self._revision, kind, resource, clone(obj), moment))
+        # the sliding window of HISTORY_SECONDS (see there): drop what is both old and beyond
+        # the minimum, and anything beyond the upper bound
+        drop = max(0, len(self._events) - EVENT_LOG_LIMIT)
+        while (
+            len(self._events) - drop > HISTORY_MIN_EVENTS
+            and moment - self._events[drop].recorded_at > HISTORY_SECONDS
+        ):
+            drop += 1
+        if drop:
+            del self._events[:drop]
         self._changed.notify_all()
+
+
+def parse_version(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as error:
+        # storage.APIObjectVersioner.ParseResourceVersion
+        raise ApiError(400, "BadRequest", f'invalid resource version "{text}": {error}') from error
+
+
+def _bookmark(resource: Resource, revision: int) -> Obj:
+    return {
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"resourceVersion": str(revision)},
+    }
 
 
 def _spec_of(obj: Obj) -> str:
