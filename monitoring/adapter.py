@@ -51,7 +51,15 @@ def keda_scaled_object(spec: ReleaseSpec, prometheus_url: str) -> dict[str, Any]
         "num_requests_running": names.running,
         "kv_cache_usage_perc": names.kv_cache_usage,
     }[scaling.metric]
-    query = f'avg({source}{{namespace="{spec.namespace}",track="stable",model="{spec.name}"}})'
+    # KEDA hands the query's value to the HPA it manages as an external metric whose target
+    # is the threshold, of type AverageValue (the trigger's `metricType`, set explicitly
+    # below; trigger.metricType since KEDA 2.7, keda.sh/docs/2.7/scalers/memory/). For an
+    # AverageValue target the HPA wants ceil(value / threshold) replicas (Kubernetes docs,
+    # "Horizontal Pod Autoscaling", algorithm details; keda.sh/docs/latest/scalers/prometheus/
+    # examples scale on `sum(rate(...))`). So the query is the total over the stable pods and
+    # the threshold the per-pod target, as the HPA's Pods metric means it; an avg would ask
+    # for ceil(per-pod mean / target) replicas, 1 or 2 whatever the load.
+    query = f'sum({source}{{namespace="{spec.namespace}",track="stable",model="{spec.name}"}})'
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -64,6 +72,7 @@ def keda_scaled_object(spec: ReleaseSpec, prometheus_url: str) -> dict[str, Any]
             "triggers": [
                 {
                     "type": "prometheus",
+                    "metricType": "AverageValue",
                     "metadata": {
                         "serverAddress": prometheus_url,
                         "query": query,

@@ -1,21 +1,91 @@
-"""Every monitoring file for a spec, as `llm-rollout render` writes them into monitoring/."""
+"""Every monitoring file for a spec, as `llm-rollout render` writes them into monitoring/,
+and the Prometheus Operator's objects (PodMonitor, PrometheusRule) checked against the
+operator's own CRD schemas, vendored in monitoring/schemas/ (see its README)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+# a dependency of kubernetes-validate (which validates our Kubernetes objects); no stubs
+import jsonschema  # type: ignore[import-untyped]
 import yaml
 
+from k8s.labels import common_labels
 from monitoring.adapter import adapter_rules, keda_scaled_object
 from monitoring.alertmanager import alertmanager_config
 from monitoring.dashboard import dashboard
 from monitoring.logs import alloy_config
 from monitoring.rules import rule_groups
-from monitoring.scrape import scrape_job
+from monitoring.scrape import pod_monitor, scrape_job
 from spec import ReleaseSpec
 
 DEFAULT_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+SCHEMAS = Path(__file__).parent / "schemas"
+OPERATOR_API_VERSION = "monitoring.coreos.com/v1"
+OPERATOR_KINDS = ("PodMonitor", "PrometheusRule")
+
+
+def prometheus_rule(spec: ReleaseSpec) -> dict[str, Any]:
+    """The rule groups of rules.yml as a monitoring.coreos.com/v1 PrometheusRule."""
+    return {
+        "apiVersion": OPERATOR_API_VERSION,
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": f"llm-rollout-{spec.name}",
+            "namespace": spec.namespace,
+            "labels": common_labels(spec),
+        },
+        "spec": rule_groups(spec),
+    }
+
+
+def operator_objects(spec: ReleaseSpec) -> list[dict[str, Any]]:
+    """What a Prometheus Operator user applies instead of the scrape job and rules.yml."""
+    return [pod_monitor(spec), prometheus_rule(spec)]
+
+
+@cache
+def operator_schema(kind: str) -> dict[str, Any]:
+    """The openAPIV3Schema of the operator's CRD for `kind`, made strict: a field the CRD
+    does not define is an error (as `kubectl apply --validate=strict` reports it), not
+    silently pruned by the API server."""
+    path = SCHEMAS / f"monitoring.coreos.com_v1_{kind.lower()}.json"
+    strict: dict[str, Any] = _strict(json.loads(path.read_text()))
+    return strict
+
+
+def _strict(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {key: _strict(value) for key, value in schema.items()}
+    if (
+        "properties" in strict
+        and "additionalProperties" not in strict
+        and not strict.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        strict["additionalProperties"] = False
+    return strict
+
+
+def operator_schema_problems(objects: Iterable[dict[str, Any]]) -> list[str]:
+    """Every way the objects break the operator's CRD schemas, 'Kind/name: path: message'."""
+    problems = []
+    for obj in objects:
+        kind, name = obj.get("kind", "?"), obj.get("metadata", {}).get("name", "?")
+        if obj.get("apiVersion") != OPERATOR_API_VERSION or kind not in OPERATOR_KINDS:
+            problems.append(f"{kind}/{name}: not a {OPERATOR_API_VERSION} {OPERATOR_KINDS}")
+            continue
+        validator = jsonschema.Draft7Validator(operator_schema(kind))
+        for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.path)):
+            path = ".".join(str(p) for p in error.path) or "(object)"
+            problems.append(f"{kind}/{name}: {path}: {error.message}")
+    return problems
 
 
 def monitoring_files(spec: ReleaseSpec, prometheus_url: str = DEFAULT_PROMETHEUS) -> dict[str, str]:
@@ -29,6 +99,9 @@ def monitoring_files(spec: ReleaseSpec, prometheus_url: str = DEFAULT_PROMETHEUS
         "grafana-dashboard.json": json.dumps(dashboard(spec), indent=2),
         "prometheus-adapter-rules.yml": yaml.safe_dump(adapter_rules(spec), sort_keys=False),
         "alloy.river": alloy_config(spec),
+        # for the Prometheus Operator: instead of the scrape job and rules.yml
+        "podmonitor.yml": yaml.safe_dump(pod_monitor(spec), sort_keys=False),
+        "prometheusrule.yml": yaml.safe_dump(prometheus_rule(spec), sort_keys=False),
     }
     keda = keda_scaled_object(spec, prometheus_url)
     if keda is not None:

@@ -1,11 +1,12 @@
 """The Prometheus scrape job for a serving namespace: Kubernetes pod discovery, relabelled to
-the pod IP and vLLM port, keeping namespace, pod, track, release and model labels."""
+the pod IP and vLLM port, keeping namespace, pod, track, release and model labels; and the
+same scrape as a Prometheus Operator PodMonitor."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from k8s.labels import HTTP_PORT_NAME
+from k8s.labels import HTTP_PORT_NAME, common_labels, service_selector
 from spec import ReleaseSpec
 
 DEFAULT_SCRAPE_INTERVAL = "15s"
@@ -49,4 +50,39 @@ def scrape_job(spec: ReleaseSpec, interval: str = DEFAULT_SCRAPE_INTERVAL) -> di
         "metrics_path": "/metrics",
         "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [spec.namespace]}}],
         "relabel_configs": relabel_rules(),
+    }
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def pod_monitor(spec: ReleaseSpec, interval: str = DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
+    """A monitoring.coreos.com/v1 PodMonitor scraping what `scrape_job` scrapes, with the same
+    relabelling (the operator's RelabelConfig spells the keys in camelCase: sourceLabels,
+    targetLabel; prometheus-operator Documentation/api-reference/api.md)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {
+            "name": f"llm-rollout-{spec.name}",
+            "namespace": spec.namespace,
+            "labels": common_labels(spec),
+        },
+        "spec": {
+            "selector": {"matchLabels": service_selector(spec)},  # stable and canary pods
+            "namespaceSelector": {"matchNames": [spec.namespace]},
+            "podMetricsEndpoints": [
+                {
+                    "port": HTTP_PORT_NAME,
+                    "path": "/metrics",
+                    "interval": interval,
+                    "relabelings": [
+                        {_camel(key): value for key, value in rule.items()}
+                        for rule in relabel_rules()
+                    ],
+                }
+            ],
+        },
     }

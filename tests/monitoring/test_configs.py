@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from k8s import manifests
-from monitoring.artifacts import monitoring_files
+from monitoring.artifacts import monitoring_files, operator_schema_problems
 from monitoring.dashboard import panel_queries
 from monitoring.logs import VLLM_LINE
 from monitoring.rules import rule_groups
@@ -120,3 +121,81 @@ def test_the_alloy_pipeline_parses_real_vllm_log_lines() -> None:
     assert match.groupdict() == {"process": "APIServer", "level": "INFO", "logger": "launcher.py"}
     config = monitoring_files(SPECS[1])["alloy.river"]
     assert 'names = ["llm-demo"]' in config and "loki.write" in config
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_prometheus_operator_objects_pass_the_operators_crd_schemas(spec: object) -> None:
+    files = monitoring_files(spec)  # type: ignore[arg-type]
+    monitor = yaml.safe_load(files["podmonitor.yml"])
+    rule = yaml.safe_load(files["prometheusrule.yml"])
+    assert operator_schema_problems([monitor, rule]) == []
+    # the same scrape as the raw job: same pods, same relabelling (in the operator's spelling)
+    job = yaml.safe_load(files["prometheus-scrape-job.yml"])["scrape_configs"][0]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == job["metrics_path"]
+    assert endpoint["interval"] == job["scrape_interval"]
+    spelled = [
+        {
+            {"source_labels": "sourceLabels", "target_label": "targetLabel"}.get(k, k): v
+            for k, v in r.items()
+        }
+        for r in job["relabel_configs"]
+    ]
+    assert endpoint["relabelings"] == spelled
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [spec.namespace]}  # type: ignore[attr-defined]
+    # the same rules as rules.yml
+    assert rule["spec"] == yaml.safe_load(files["rules.yml"])
+
+
+def test_the_crd_schemas_catch_a_wrong_field() -> None:
+    monitor = yaml.safe_load(monitoring_files(SPECS[0])["podmonitor.yml"])
+    monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["source_labels"] = ["x"]
+    monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "15 seconds"
+    rule = yaml.safe_load(monitoring_files(SPECS[0])["prometheusrule.yml"])
+    del rule["spec"]["groups"][0]["name"]
+    problems = operator_schema_problems([monitor, rule])
+    assert len(problems) == 3, problems
+    assert any("source_labels" in p and "relabelings.0" in p for p in problems)
+    assert any("interval" in p for p in problems)
+    assert any("PrometheusRule/" in p and "'name' is a required property" in p for p in problems)
+
+
+@needs_tools
+def test_the_keda_query_over_its_threshold_gives_the_replicas_needed(tmp_path: Path) -> None:
+    spec = SPECS[0]  # autoscaling on num_requests_waiting, 5 per pod
+    keda = yaml.safe_load(monitoring_files(spec)["keda-scaledobject.yml"])
+    (trigger,) = keda["spec"]["triggers"]
+    assert trigger["metricType"] == "AverageValue"
+    query, threshold = trigger["metadata"]["query"], float(trigger["metadata"]["threshold"])
+    # two stable pods with 12 and 8 requests waiting (and a canary the HPA does not scale):
+    # 20 waiting at 5 per pod needs 4 pods, so KEDA's value / threshold must be 4
+    series = [("stable", "a", 12), ("stable", "b", 8), ("canary", "c", 30)]
+    (tmp_path / "none.yml").write_text("groups: []\n")
+    tests = {
+        "rule_files": ["none.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'vllm:num_requests_waiting{{namespace="{spec.namespace}",'
+                        f'model="{spec.name}",track="{track}",pod="{pod}"}}',
+                        "values": f"{waiting}x5",
+                    }
+                    for track, pod, waiting in series
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": query,
+                        "eval_time": "2m",
+                        "exp_samples": [{"labels": "{}", "value": 20}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "keda_test.yml").write_text(yaml.safe_dump(tests))
+    result = run("promtool", "test", "rules", str(tmp_path / "keda_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert math.ceil(20 / threshold) == 4
