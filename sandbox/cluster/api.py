@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from sandbox.cluster import rbac, resources
+from sandbox.cluster import rbac, resources, tables
 from sandbox.cluster.faults import ApiFaultBook
 from sandbox.cluster.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.cluster.resources import Resource
@@ -198,6 +198,9 @@ class ApiHandler(BaseHTTPRequestHandler):
                 query.get("resourceVersion"),
                 query.get("resourceVersionMatch"),
             )
+            if self._table_version():
+                self._json(self._table(resource, items, str(revision), query))
+                return
             self._json(
                 {
                     "kind": f"{resource.kind}List",
@@ -212,6 +215,9 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._text(self.read_log(namespace or "", name or "", query.get("container"), tail))
         elif method == "GET" and sub == "scale":
             self._json(_scale_of(store.get(resource, namespace or "", name or "")))
+        elif method == "GET" and sub is None and self._table_version():
+            obj = store.get(resource, namespace or "", name or "")
+            self._json(self._table(resource, [obj], obj["metadata"]["resourceVersion"], query))
         elif method == "GET":
             self._json(store.get(resource, namespace or "", name or ""))
         elif method == "POST" and sub == "token" and resource.plural == "serviceaccounts":
@@ -362,9 +368,16 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        as_table = self._table_version()
         try:
             for event in events:
-                self._chunk({"type": event.type, "object": event.obj})
+                obj = event.obj
+                if as_table and event.type != "BOOKMARK":
+                    # each event's object as a one-row Table (handlers/watch.go encodes watch
+                    # events through the same transformObject as a GET)
+                    version = obj["metadata"].get("resourceVersion", "")
+                    obj = self._table(resource, [obj], version, query)
+                self._chunk({"type": event.type, "object": obj})
         except ApiError as error:
             # Once the request is authorized and its resourceVersion parsed, a watch error
             # (410 Expired for a too old resourceVersion) is one ERROR event on a 200 stream,
@@ -373,6 +386,21 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._chunk({"type": "ERROR", "object": error.status()})
         self.wfile.write(b"0\r\n\r\n")
         self.close_connection = True
+
+    def _table_version(self) -> str | None:
+        return tables.wants_table(self.headers.get("Accept"))
+
+    def _table(
+        self, resource: Resource, items: list[Any], version: str, query: dict[str, str]
+    ) -> dict[str, Any]:
+        """Server-side printing, as `kubectl get` asks for it (see sandbox/cluster/tables.py)."""
+        return tables.table(
+            resource,
+            items,
+            version,
+            self._table_version() or "v1",
+            query.get("includeObject") or "Metadata",
+        )
 
     def _chunk(self, event: dict[str, Any]) -> None:
         line = json.dumps(event).encode() + b"\n"

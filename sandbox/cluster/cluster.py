@@ -17,7 +17,7 @@ from typing import IO, Any, Self
 
 import yaml
 
-from sandbox.cluster.api import ApiServer
+from sandbox.cluster.api import KUBERNETES_VERSION, ApiServer
 from sandbox.cluster.controllers import DeploymentController
 from sandbox.cluster.jobs import JobController
 from sandbox.cluster.kubelet import Kubelet, nfs_path
@@ -85,6 +85,13 @@ class NodeSpec:
                 "allocatable": allocatable,
                 "conditions": [{"type": "Ready", "status": "True"}],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "nodeInfo": {
+                    "kubeletVersion": KUBERNETES_VERSION["gitVersion"],
+                    "osImage": "llm-rollout sandbox",
+                    "containerRuntimeVersion": "sandbox://local-processes",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                },
             },
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,59 @@ def test_apply_rollout_history_and_logs(kube: Kube, tmp_path: Path) -> None:
         kube, "apply", "--server-side", "--force-conflicts", "--validate=false", "-f", str(manifest)
     )
     assert forced.returncode == 0, forced.stderr
+
+
+def columns(output: str) -> list[list[str]]:
+    """`kubectl get` output as rows of cells (cells are separated by 2+ spaces)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in output.splitlines() if line.strip()]
+
+
+def test_get_prints_the_servers_columns(kube: Kube, tmp_path: Path) -> None:
+    manifest = tmp_path / "emu.yaml"
+    manifest.write_text(MANIFEST)
+    applied = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    kube.core.create_namespaced_config_map(
+        "kubectl-demo", {"metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}}
+    )
+    kube.core.create_namespaced_service(
+        "kubectl-demo",
+        {
+            "metadata": {"name": "emu"},
+            "spec": {"selector": {"app": "emu"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        },
+    )
+    status = kubectl(kube, "rollout", "status", "deployment/emu", "-n", "kubectl-demo")
+    assert status.returncode == 0, status.stderr
+
+    def get(*args: str) -> list[list[str]]:
+        result = kubectl(kube, "get", *args, "-n", "kubectl-demo")
+        assert result.returncode == 0, result.stderr
+        return columns(result.stdout)
+
+    deployments = get("deployments")
+    assert deployments[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert deployments[1][:4] == ["emu", "2/2", "2", "2"]
+    assert re.fullmatch(r"\d+s", deployments[1][4])
+    wide = get("deployments", "-o", "wide")
+    assert wide[0][5:] == ["CONTAINERS", "IMAGES", "SELECTOR"]
+    assert wide[1][5:] == ["vllm", "registry.sandbox.local/vllm-metrics-emulator:1", "app=emu"]
+    replicasets = get("replicasets")
+    assert replicasets[0] == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    assert replicasets[1][1:4] == ["2", "2", "2"]
+    pods = get("pods")
+    assert pods[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert [row[1:4] for row in pods[1:]] == [["1/1", "Running", "0"]] * 2
+    services = get("services")
+    assert services[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert services[1][:2] == ["emu", "ClusterIP"]
+    assert services[1][3:5] == ["<none>", "80/TCP"]
+    configmaps = get("configmaps")
+    assert configmaps[0] == ["NAME", "DATA", "AGE"]
+    assert configmaps[1][:2] == ["settings", "2"]
+    nodes = columns(kubectl(kube, "get", "nodes").stdout)
+    assert nodes[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert nodes[1][1:3] == ["Ready", "<none>"]
+    everywhere = columns(kubectl(kube, "get", "deployments", "--all-namespaces").stdout)
+    assert everywhere[0][:2] == ["NAMESPACE", "NAME"]  # from each row's object metadata
+    assert everywhere[1][:2] == ["kubectl-demo", "emu"]
