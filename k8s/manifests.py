@@ -289,9 +289,13 @@ def service(spec: ReleaseSpec) -> Manifest:
     }
 
 
+_NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set by the API server on every namespace
+
+
 def network_policy(spec: ReleaseSpec) -> Manifest:
     """Ingress to the model's pods only on the vLLM port, and only from namespaces or pods
-    labelled `llm-rollout.io/client: "true"`, and from Prometheus' namespace.
+    labelled `llm-rollout.io/client: "true"`, from Prometheus' namespace and from the
+    spec's `network.client_namespaces` (applied only with `network.restrict_ingress`).
 
     Namespaces are matched by `kubernetes.io/metadata.name`, which the API server sets on
     every namespace (GA since 1.22). A NetworkPolicy does nothing without a network plugin
@@ -313,13 +317,13 @@ def network_policy(spec: ReleaseSpec) -> Manifest:
                     "from": [
                         {"namespaceSelector": {"matchLabels": client}},
                         {"namespaceSelector": {}, "podSelector": {"matchLabels": client}},
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {
-                                    "kubernetes.io/metadata.name": names.PROMETHEUS_NAMESPACE
-                                }
-                            }
-                        },
+                        *(
+                            {"namespaceSelector": {"matchLabels": {_NAMESPACE_NAME: allowed}}}
+                            for allowed in (
+                                spec.network.prometheus_namespace,
+                                *spec.network.client_namespaces,
+                            )
+                        ),
                     ],
                     "ports": [{"protocol": "TCP", "port": HTTP_PORT_NAME}],
                 }
@@ -500,7 +504,7 @@ def platform_objects(spec: ReleaseSpec) -> list[Manifest]:
         *weights_storage(spec),
         service(spec),
         disruption_budget(spec),
-        network_policy(spec),
+        *([network_policy(spec)] if spec.network.restrict_ingress else []),
     ]
     hpa = autoscaler(spec)
     return [*objects, *([hpa] if hpa else [])]

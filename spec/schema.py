@@ -357,6 +357,37 @@ class Refresh(SpecModel):
         return value
 
 
+class Network(SpecModel):
+    """Who may reach the model's pods. Opt-in: a NetworkPolicy that started restricting
+    ingress on an upgrade would cut off every client not yet labelled."""
+
+    restrict_ingress: bool = Field(
+        False,
+        description=(
+            "Apply a NetworkPolicy: only namespaces or pods labelled "
+            "llm-rollout.io/client=true, and Prometheus, reach the vLLM port."
+        ),
+    )
+    prometheus_namespace: str = Field(
+        "monitoring", description="The namespace Prometheus scrapes from."
+    )
+    client_namespaces: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Namespaces allowed in besides labelled clients, e.g. Dagster's (the quality "
+            "gate sends its golden prompts to the pods directly)."
+        ),
+    )
+
+    @field_validator("prometheus_namespace", "client_namespaces")
+    @classmethod
+    def _namespaces(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            if not DNS_LABEL.match(name) or len(name) > 63:
+                raise ValueError(f"'{name}' is not a namespace name (a DNS label)")
+        return value
+
+
 class Quality(SpecModel):
     """The output-quality gate: golden prompts sent greedy to a canary pod and a stable pod
     directly, and their answers compared (monitoring/quality.py). Off when absent."""
@@ -420,6 +451,7 @@ class ReleaseSpec(SpecModel):
     gate: Gate = Field(default_factory=lambda: Gate())
     refresh: Refresh = Field(default_factory=lambda: Refresh())
     quality: Quality | None = None
+    network: Network = Field(default_factory=lambda: Network())
 
     @field_validator("name")
     @classmethod

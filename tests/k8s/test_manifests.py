@@ -196,8 +196,16 @@ def test_replicas_of_a_model_prefer_different_nodes() -> None:
         assert selector.items() <= pod["metadata"]["labels"].items()
 
 
+def test_without_restrict_ingress_no_network_policy_is_applied() -> None:
+    # an upgrade must never start cutting off clients nobody labelled yet
+    kinds = {o["kind"] for o in manifests.platform_objects(SPECS["deepseek-v4"])}
+    assert "NetworkPolicy" not in kinds
+
+
 def test_only_labelled_clients_and_prometheus_reach_the_pods() -> None:
-    spec = SPECS["deepseek-v4"]
+    base = SPECS["deepseek-v4"]
+    network = {"restrict_ingress": True, "client_namespaces": ["dagster"]}
+    spec = type(base).model_validate({**base.model_dump(), "network": network})
     objects = manifests.platform_objects(spec)
     policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
     assert schema_problems([policy]) == []
@@ -212,6 +220,7 @@ def test_only_labelled_clients_and_prometheus_reach_the_pods() -> None:
         {"namespaceSelector": {"matchLabels": client}},
         {"namespaceSelector": {}, "podSelector": {"matchLabels": client}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dagster"}}},
     ]
     role = next(o for o in manifests.access(spec) if o["kind"] == "Role")
     assert any("networkpolicies" in r["resources"] for r in role["rules"])
