@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from sandbox.cluster import rbac, resources, tables
+from sandbox.cluster import openapi, rbac, resources, tables
 from sandbox.cluster.faults import ApiFaultBook
 from sandbox.cluster.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.cluster.resources import Resource
@@ -160,13 +160,71 @@ class ApiHandler(BaseHTTPRequestHandler):
                     ],
                 }
             )
-        elif parts[:1] == ["openapi"] or parts in (["healthz"], ["readyz"], ["livez"]):
-            if parts[:1] == ["openapi"]:
-                raise ApiError(404, "NotFound", "OpenAPI is not served by the sandbox")
+        elif parts[:1] == ["openapi"]:
+            self._openapi(parts)
+        elif parts in (["healthz"], ["readyz"], ["livez"]):
             self._text("ok")
         else:
             return False
         return True
+
+    def _openapi(self, parts: list[str]) -> None:
+        """/openapi/v2 and /openapi/v3[/<group version>] (sandbox/cluster/openapi.py)."""
+        accept = self.headers.get("Accept") or "*/*"
+        if parts == ["openapi", "v2"]:
+            if not any(t in accept for t in ("json", "*/*")):
+                # kubectl asks for the gnostic protobuf form, which the sandbox cannot encode
+                raise ApiError(
+                    406, "NotAcceptable", f"only application/json is served, not {accept}"
+                )
+            self._raw(openapi.v2_document())
+            return
+        if parts == ["openapi", "v3"]:
+            self._json(openapi.v3_discovery())
+            return
+        document = (
+            openapi.v3_document("/".join(parts[2:])) if parts[:2] == ["openapi", "v3"] else None
+        )
+        if document is None:
+            raise ApiError(404, "NotFound", f"the server could not find {self.path}")
+        self._raw(document)
+
+    def _check_fields(
+        self, resource: Resource, namespace: str, name: str, body: Any, query: dict[str, str]
+    ) -> None:
+        """Strict field validation (fieldValidation=Strict, as kubectl sends it once the
+        OpenAPI documents declare the parameter): a 400 naming every unknown field, worded as
+        the API server words it: structured-merge-diff's "field not declared in schema" for
+        an apply, the strict decoder's "unknown field" otherwise."""
+        directive = query.get("fieldValidation", "")
+        if directive not in ("", "Ignore", "Warn", "Strict"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'fieldValidation: Unsupported value: "{directive}": supported values: '
+                '"Ignore", "Strict", "Warn"',
+            )
+        if directive != "Strict" or not isinstance(body, dict):
+            return
+        unknown = openapi.unknown_fields(resource, body)
+        if not unknown:
+            return
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type == "application/apply-patch+yaml":
+            where = f"{namespace}/{name}" if namespace else name
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"failed to create typed patch object ({where}; {resource.api_version}, "
+                f"Kind={resource.kind}): {unknown[0]}: field not declared in schema",
+            )
+        fields = ", ".join(f'unknown field "{path.lstrip(".")}"' for path in unknown)
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{resource.kind} in version "{resource.version}" cannot be handled as a '
+            f"{resource.kind}: strict decoding error: {fields}",
+        )
 
     def _resource_request(
         self, method: str, parts: list[str], query: dict[str, str], body: Any
@@ -185,6 +243,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         )
         manager = query.get("fieldManager") or self._default_manager()
         dry = _dry_run(query, body if method == "DELETE" else None)
+        if method in ("POST", "PUT", "PATCH") and sub in (None, "status"):
+            self._check_fields(resource, namespace or "", name or "", body, query)
         store = self.store
         if method == "GET" and name is None:
             if query.get("watch", "").lower() in ("true", "1"):
@@ -430,6 +490,13 @@ class ApiHandler(BaseHTTPRequestHandler):
     def _json(self, body: Any, status: int = 200) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _raw(self, data: bytes) -> None:
+        self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -48,7 +48,7 @@ def kubectl(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
 def test_apply_rollout_history_and_logs(kube: Kube, tmp_path: Path) -> None:
     manifest = tmp_path / "emu.yaml"
     manifest.write_text(MANIFEST)
-    applied = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    applied = kubectl(kube, "apply", "--server-side", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     assert "deployment.apps/emu serverside-applied" in applied.stdout
     status = kubectl(kube, "rollout", "status", "deployment/emu", "-n", "kubectl-demo")
@@ -81,13 +81,11 @@ def test_apply_rollout_history_and_logs(kube: Kube, tmp_path: Path) -> None:
     assert logs.returncode == 0, logs.stderr
     assert "/metrics" in logs.stdout
     # `set image` took ownership of the image: re-applying the old manifest is a conflict
-    again = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    again = kubectl(kube, "apply", "--server-side", "-f", str(manifest))
     assert again.returncode == 1
     assert 'conflict with "kubectl-set"' in again.stderr
     assert ".spec.template.spec.containers" in again.stderr
-    forced = kubectl(
-        kube, "apply", "--server-side", "--force-conflicts", "--validate=false", "-f", str(manifest)
-    )
+    forced = kubectl(kube, "apply", "--server-side", "--force-conflicts", "-f", str(manifest))
     assert forced.returncode == 0, forced.stderr
 
 
@@ -99,7 +97,7 @@ def columns(output: str) -> list[list[str]]:
 def test_get_prints_the_servers_columns(kube: Kube, tmp_path: Path) -> None:
     manifest = tmp_path / "emu.yaml"
     manifest.write_text(MANIFEST)
-    applied = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+    applied = kubectl(kube, "apply", "--server-side", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     kube.core.create_namespaced_config_map(
         "kubectl-demo", {"metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}}
@@ -145,3 +143,29 @@ def test_get_prints_the_servers_columns(kube: Kube, tmp_path: Path) -> None:
     everywhere = columns(kubectl(kube, "get", "deployments", "--all-namespaces").stdout)
     assert everywhere[0][:2] == ["NAMESPACE", "NAME"]  # from each row's object metadata
     assert everywhere[1][:2] == ["kubectl-demo", "emu"]
+
+
+def test_explain_and_strict_field_validation(kube: Kube, tmp_path: Path) -> None:
+    explained = kubectl(kube, "explain", "deployment.spec.replicas")
+    assert explained.returncode == 0, explained.stderr
+    assert "FIELD: replicas <integer>" in explained.stdout
+    assert "Number of desired pods." in explained.stdout
+    # kubectl finds fieldValidation in the OpenAPI v3 document, sends fieldValidation=Strict
+    # and leaves the check to the server, which rejects an unknown field as a cluster does
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(MANIFEST.replace("  replicas: 2\n", "  replicas: 2\n  replica: 3\n"))
+    applied = kubectl(kube, "apply", "--server-side", "-f", str(typo))
+    assert applied.returncode == 1
+    assert (
+        "failed to create typed patch object (kubectl-demo/emu; apps/v1, Kind=Deployment): "
+        ".spec.replica: field not declared in schema"
+    ) in applied.stderr
+    created = kubectl(kube, "create", "-f", str(typo))
+    assert (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.replica"'
+    ) in created.stderr
+    # --validate=false is still accepted: kubectl sends fieldValidation=Ignore
+    ignored = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(typo))
+    assert ignored.returncode == 0, ignored.stderr
+    assert "deployment.apps/emu serverside-applied" in ignored.stdout
