@@ -122,7 +122,7 @@ class SandboxCluster(Running):
             self.store, root, images or ImageRegistry.load(), self.record_event, self.network
         )
         self.api = ApiServer(self.store, self.kubelet.read_log)
-        self.deployments = DeploymentController(self.store)
+        self.deployments = DeploymentController(self.store, self.record_event)
         self.jobs = JobController(self.store)
         self.scheduler = Scheduler(self.store, self.record_event)
         self._proxies: dict[tuple[str, str, int], ServiceProxy] = {}

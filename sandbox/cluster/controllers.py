@@ -8,7 +8,7 @@ import copy
 import secrets
 import string
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.cluster.objects import (
     REVISION,
@@ -26,6 +26,9 @@ from sandbox.cluster.objects import (
 )
 from sandbox.cluster.store import ApiError, ObjectStore
 
+if TYPE_CHECKING:
+    from sandbox.cluster.kubelet import EventRecorder
+
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY_LIMIT = 10
 MANAGER = "sandbox-controller-manager"
@@ -34,8 +37,10 @@ MANAGER = "sandbox-controller-manager"
 class DeploymentController:
     """Reconciles every Deployment and ReplicaSet in the store, one pass at a time."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, record_event: EventRecorder | None = None) -> None:
         self.store = store
+        self.record_event = record_event
+        self._deployment: Obj | None = None  # the Deployment being reconciled, for its Events
         self.deployments = store.resource("deployments.apps")
         self.replicasets = store.resource("replicasets.apps")
         self.pods = store.resource("pods")
@@ -64,6 +69,13 @@ class DeploymentController:
     # -- Deployment ---------------------------------------------------------------------
 
     def _reconcile_deployment(self, deployment: Obj, all_replicasets: list[Obj]) -> None:
+        self._deployment = deployment
+        try:
+            self._sync_deployment(deployment, all_replicasets)
+        finally:
+            self._deployment = None
+
+    def _sync_deployment(self, deployment: Obj, all_replicasets: list[Obj]) -> None:
         namespace = deployment["metadata"]["namespace"]
         spec = deployment["spec"]
         desired = int(spec.get("replicas", 1))
@@ -121,15 +133,29 @@ class DeploymentController:
         )
 
     def _scale(self, replicaset: Obj, replicas: int) -> Obj:
-        if replicaset["spec"].get("replicas", 0) == replicas:
+        before = replicaset["spec"].get("replicas", 0)
+        if before == replicas:
             return replicaset
         replicaset["spec"]["replicas"] = replicas
-        return self.store.replace(
+        scaled = self.store.replace(
             self.replicasets,
             replicaset["metadata"]["namespace"],
             replicaset["metadata"]["name"],
             replicaset,
         )
+        if self.record_event and self._deployment is not None:
+            # the Deployment controller's Event for every ReplicaSet scale
+            # (kubernetes/pkg/controller/deployment/sync.go `scaleReplicaSet`)
+            direction = "up" if replicas > before else "down"
+            self.record_event(
+                self._deployment,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled {direction} replica set {replicaset['metadata']['name']} from {before} "
+                f"to {replicas}",
+                "deployment-controller",
+            )
+        return scaled
 
     def _recreate(self, new: Obj, old: list[Obj], desired: int) -> None:
         for replicaset in old:

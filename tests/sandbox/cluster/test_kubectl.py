@@ -169,3 +169,32 @@ def test_explain_and_strict_field_validation(kube: Kube, tmp_path: Path) -> None
     ignored = kubectl(kube, "apply", "--server-side", "--validate=false", "-f", str(typo))
     assert ignored.returncode == 0, ignored.stderr
     assert "deployment.apps/emu serverside-applied" in ignored.stdout
+
+
+def test_describe_shows_the_deployment_controllers_scaling_events(
+    kube: Kube, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "emu.yaml"
+    manifest.write_text(MANIFEST)
+    assert kubectl(kube, "apply", "--server-side", "-f", str(manifest)).returncode == 0
+    status = kubectl(kube, "rollout", "status", "deployment/emu", "-n", "kubectl-demo")
+    assert status.returncode == 0, status.stderr
+    scaled = kubectl(kube, "scale", "deployment/emu", "--replicas=1", "-n", "kubectl-demo")
+    assert scaled.returncode == 0, scaled.stderr
+
+    def events() -> list[list[str]] | None:
+        described = kubectl(kube, "describe", "deployment", "emu", "-n", "kubectl-demo").stdout
+        rows = [
+            re.split(r"\s{2,}", line.strip())
+            for line in described.split("Events:")[-1].splitlines()
+            if "ScalingReplicaSet" in line
+        ]
+        return rows if len(rows) == 2 else None
+
+    rows = wait_for(events, what="two ScalingReplicaSet events")
+    replicaset = kube.apps.list_namespaced_replica_set("kubectl-demo").items[0].metadata.name
+    assert [row[0] for row in rows] == ["Normal", "Normal"]
+    assert [row[-2:] for row in rows] == [
+        ["deployment-controller", f"Scaled up replica set {replicaset} from 0 to 2"],
+        ["deployment-controller", f"Scaled down replica set {replicaset} from 2 to 1"],
+    ]
