@@ -31,25 +31,25 @@ if [ $# -gt 0 ]; then
   say "pytest $*"
   exec pytest "$@"
 fi
-# The whole suite in three lanes at once: the machine mostly waits on servers, sensors and
-# pods. The real-vLLM tests (one CPU vLLM world at a time) are the CPU-heavy lane; the
-# daemon's end-to-end modules wait on sensor ticks and the run queue; everything else runs
-# in pytest-xdist workers, each sandbox on its own claimed 127.N network and free ports.
-# The other lanes' output is printed when all are done.
-daemon_log="$(mktemp)"
-fast_log="$(mktemp)"
-say "pytest, three lanes: real vLLM (shown live), the Dagster daemon, everything else (xdist)"
-pytest -m "daemon and not real_vllm" -p no:cacheprovider >"$daemon_log" 2>&1 &
-daemon=$!
-pytest -m "not real_vllm and not daemon" -p no:cacheprovider -n "$FAST_WORKERS" >"$fast_log" 2>&1 &
-fast=$!
+# The whole suite in two lanes at once: the machine mostly waits on servers, sensors and
+# pods. One lane is the real-vLLM tests (CPU vLLM worlds, one at a time), shown live. The
+# other runs the quick tests in pytest-xdist workers (each sandbox on its own claimed 127.N
+# network and free ports), then the Dagster daemon's end-to-end modules; it is printed at the
+# end. (Three lanes at once — the daemon's first installs, xdist workers and two loading
+# vLLM servers — starved each other: the whole run took 17.5 min.)
+other_log="$(mktemp)"
+say "pytest, two lanes: real vLLM (shown live); quick tests (xdist), then the daemon's"
+(
+  quick=0 daemon=0
+  pytest -m "not real_vllm and not daemon" -p no:cacheprovider -n "$FAST_WORKERS" || quick=$?
+  pytest -m "daemon and not real_vllm" -p no:cacheprovider || daemon=$?
+  [ "$quick" -eq 0 ] && [ "$daemon" -eq 0 ]
+) >"$other_log" 2>&1 &
+other=$!
 status=0
 pytest -m real_vllm -p no:cacheprovider || status=$?
-wait "$fast" || status=$?
-wait "$daemon" || status=$?
-say "pytest: everything but real vLLM and the daemon"
-cat "$fast_log"
-say "pytest: the Dagster daemon's end-to-end modules"
-cat "$daemon_log"
-rm -f "$daemon_log" "$fast_log"
+wait "$other" || status=$?
+say "pytest: everything but real vLLM (quick tests, then the daemon's end-to-end modules)"
+cat "$other_log"
+rm -f "$other_log"
 exit "$status"
