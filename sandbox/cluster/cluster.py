@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import platform
 import random
 import tempfile
 import threading
@@ -85,12 +86,19 @@ class NodeSpec:
                 "allocatable": allocatable,
                 "conditions": [{"type": "Ready", "status": "True"}],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                # every field the API marks required (the kubernetes client refuses a
+                # NodeSystemInfo without them, e.g. "Invalid value for `boot_id`")
                 "nodeInfo": {
                     "kubeletVersion": KUBERNETES_VERSION["gitVersion"],
+                    "kubeProxyVersion": KUBERNETES_VERSION["gitVersion"],
                     "osImage": "llm-rollout sandbox",
                     "containerRuntimeVersion": "sandbox://local-processes",
                     "operatingSystem": "linux",
                     "architecture": "amd64",
+                    "kernelVersion": platform.release(),
+                    "bootID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"boot.{self.name}")),
+                    "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, f"machine.{self.name}").hex,
+                    "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"system.{self.name}")),
                 },
             },
         }

@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -34,6 +35,18 @@ PROBE_TIMEOUT_SECONDS = 2.0
 EventRecorder = Callable[[Obj, str, str, str, str], None]
 
 
+DEFAULT_CONTAINER_PORT = 8000  # vLLM's, and the emulator's, when a container names none
+PROBE_SECONDS = 0.2  # loopback answers or refuses at once
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
 class Kubelet:
     """Starts a worker for every pod bound to a node, and reads their logs."""
 
@@ -56,13 +69,29 @@ class Kubelet:
         )
         self._lock = threading.Lock()
 
+    def _free_address(self, pod: Obj) -> str:
+        """The next pod IP nothing listens on yet. An IPAM never hands out an address in
+        use; here one can be, when a process of a crashed sandbox that held this network
+        outlived it (its claim on the network died with it, its pods did not)."""
+        ports = [
+            int(port["containerPort"])
+            for container in pod["spec"].get("containers") or []
+            for port in container.get("ports") or []
+            if port.get("containerPort")
+        ] or [DEFAULT_CONTAINER_PORT]
+        for address in self._addresses:
+            if not any(_listening(address, port) for port in ports):
+                return address
+            logger.warning("pod address %s is taken by another process; skipping it", address)
+        raise RuntimeError("the sandbox network has no free pod address left")
+
     def sync(self) -> None:
         pods, _ = self.store.list(self.pods)
         with self._lock:
             for pod in pods:
                 uid = pod["metadata"]["uid"]
                 if pod["spec"].get("nodeName") and uid not in self._workers:
-                    worker = PodWorker(self, pod, next(self._addresses))
+                    worker = PodWorker(self, pod, self._free_address(pod))
                     self._workers[uid] = worker
                     worker.start()
             for uid, worker in list(self._workers.items()):
