@@ -391,10 +391,10 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
 
 def rollback_target(record: RolloutRecord, history: History) -> str | None:
     """What a rollback restores: the stable release before the record's, once the record's
-    release may already be stable (promoting, baking, done); else stable (the canary goes)."""
-    if record.previous and record.phase in (Phase.PROMOTING, Phase.BAKING, Phase.DONE):
-        return record.previous
-    if record.previous and record.phase is Phase.ROLLING_BACK:
+    release may already be stable (promoting, baking, done, or a rollback from any of
+    them); else stable (the canary goes)."""
+    may_be_stable = (Phase.PROMOTING, Phase.BAKING, Phase.DONE, Phase.ROLLING_BACK)
+    if record.previous and record.phase in may_be_stable:
         return record.previous
     return history.stable
 

@@ -131,7 +131,7 @@ def build_failure_sensor(specs: list[ReleaseSpec]) -> dg.SensorDefinition:
                 f"{run.run_id} failed before changing the cluster: nothing to roll back"
             )
         release_id = touched[-1].release_id
-        if history.stable in (None, release_id) and history.find(release_id) is history.releases[0]:
+        if history.stable in (None, release_id) and history.releases[0].release_id == release_id:
             return dg.SkipReason(
                 f"{run.run_id} failed installing {spec.name}'s first release: there is no "
                 "earlier release to return to; left in place for inspection"

@@ -4,14 +4,14 @@ call the pure transition (`rollout.machine`), store the next record. The gate se
 
 from __future__ import annotations
 
-import re
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from k8s import labels as names
-from k8s.cluster import ClusterClient
+from k8s.cluster import ClusterClient, NotFound
 from k8s.history import History, ReleaseHistory
 from monitoring.chart import window_chart
 from monitoring.gate import Measurement, Outcome, Verdict, judge, summary, worst
@@ -30,6 +30,7 @@ from rollout import machine
 from rollout.machine import Event, Facts, Launch, Phase, Rollout, RolloutRecord, RunState
 from rollout.store import RecordChanged, RolloutStore
 from spec import ReleaseSpec
+from spec.schema import version_numbers
 
 RunLookup = Callable[[str], tuple[RunState, str]]  # run key → its state and error
 
@@ -104,7 +105,7 @@ def observe(
     canary_rollout = None
     if history.canary:
         name = names.deployment_name(spec, "canary")
-        if cluster.find("Deployment", name, spec.namespace) is not None:
+        with contextlib.suppress(NotFound):  # recorded, but its Deployment is gone
             status = cluster.rollout_status(name, spec.namespace)
             canary_rollout = Rollout(status.phase, status.reason, status.unschedulable)
     run, error = RunState.NONE, ""
@@ -116,13 +117,9 @@ def observe(
 def track(history: History, label: str, release_id: str | None) -> TrackSource:
     """A track's pods and the vLLM version its release runs."""
     record = history.find(release_id) if release_id else None
-    return TrackSource(label, release_id, version_tuple(record.vllm_version if record else ""))
-
-
-def version_tuple(version: str) -> tuple[int, int, int] | None:
-    """'0.11.0' → (0, 11, 0); None for a release recorded without its version."""
-    numbers = re.findall(r"\d+", version)[:3]
-    return (int(numbers[0]), int(numbers[1]), int(numbers[2])) if len(numbers) == 3 else None
+    # releases recorded before their version was: the spec's (queries fall back to it)
+    version = version_numbers(record.vllm_version) if record and record.vllm_version else None
+    return TrackSource(label, release_id, version)
 
 
 def measure_window(

@@ -71,7 +71,6 @@ class RolloutRecord:
     ready_at: float = 0.0  # when every canary pod was first seen available
     evaluated_at: float = 0.0  # `now` of the tick that judged the last window
     waiting_since: float = 0.0  # when the canary was first seen Pending for capacity
-    held_from: str = ""  # the phase Holding returns to
     baseline: dict[str, float] = field(default_factory=dict)  # previous stable's numbers
     attempt: int = 0  # runs launched for the current phase (run keys)
     override: str = ""  # "<who>: <reason>" when a person decided instead of the gate
@@ -200,10 +199,6 @@ class Override:
 
 
 Event = Started | Installed | RolledOut | Promoted | ActionFailed | RolledBack | Override
-
-
-class NotDecided(Exception):
-    """An action was asked for that the controller has not decided and no person overrode."""
 
 
 def enter(
@@ -421,7 +416,6 @@ def _gating(
                 f"{record.errors} windows in a row could not be measured: {verdict.reason}; "
                 "holding (not a verdict on the release)",
                 errors=record.errors,
-                held_from=Phase.GATING.value,
                 evaluated_at=now,
             )
         elif record.phase is Phase.HOLDING and verdict.window is not Outcome.ERROR:
@@ -478,7 +472,6 @@ def _timed_out(spec: ReleaseSpec, record: RolloutRecord, now: float, reason: str
             Phase.HOLDING,
             now,
             f"{reason}; waiting for a person (on_timeout: hold)",
-            held_from=record.phase.value,
             evaluated_at=record.evaluated_at,
         )
         return Transition(held)
@@ -528,10 +521,6 @@ def _baking(
     if baked and gate.bake_seconds == 0:
         return Transition(enter(record, Phase.DONE, now, "promoted (bake_seconds: 0)"))
     return Transition(record)
-
-
-# A run that carries out a decision gets this many tries; a rollback keeps being retried.
-PROMOTE_ATTEMPTS = 1
 
 
 def _carrying_out(spec: ReleaseSpec, record: RolloutRecord, facts: Facts, now: float) -> Transition:

@@ -39,6 +39,12 @@ HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]
 VLLM_VERSION = re.compile(r"^\d+\.\d+\.\d+(\.post\d+|rc\d+)?$")
 
 
+def version_numbers(version: str) -> tuple[int, int, int]:
+    """'0.11.0' → (0, 11, 0); a validated `vllm_version` always has the three numbers."""
+    major, minor, patch = re.findall(r"\d+", version)[:3]
+    return int(major), int(minor), int(patch)
+
+
 class SpecModel(BaseModel):
     """Base for every spec section: unknown fields are errors and values never change."""
 
@@ -143,8 +149,7 @@ class Serving(SpecModel):
     @property
     def version_tuple(self) -> tuple[int, int, int]:
         """The numeric (major, minor, patch) of `vllm_version`, for version-dependent choices."""
-        major, minor, patch = re.findall(r"\d+", self.vllm_version)[:3]
-        return int(major), int(minor), int(patch)
+        return version_numbers(self.vllm_version)
 
 
 class Image(SpecModel):

@@ -51,18 +51,29 @@ def resources(kube: Kube) -> dict[str, object]:
     }
 
 
+def canary_beside_stable(
+    cluster: ClusterClient, spec: ReleaseSpec, ready: bool
+) -> tuple[Release, Release]:
+    """Release 1 installed as stable and release 2 started as its canary, each reported to
+    the controller as the release asset reports them; with `ready`, both rolled out."""
+    lifecycle = Lifecycle(cluster, spec)
+    first, second = release(spec, 1), release(spec, 2)
+    lifecycle.first_release(first)
+    if ready:
+        assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
+    controller.report(spec, cluster, Installed(first.release_id))
+    lifecycle.start_canary(second)
+    controller.report(spec, cluster, Started(second.release_id, first.release_id, "canary"))
+    if ready:
+        assert lifecycle.wait(lifecycle.canary_name()).phase == "complete"
+    return first, second
+
+
 def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
     kube: Kube, spec: ReleaseSpec
 ) -> None:
     cluster = ClusterClient(kube.api)
-    lifecycle = Lifecycle(cluster, spec)
-    first, second = release(spec, 1), release(spec, 2)
-    lifecycle.first_release(first)
-    assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
-    controller.report(spec, cluster, Installed(first.release_id))
-    lifecycle.start_canary(second)
-    controller.report(spec, cluster, Started(second.release_id, first.release_id, "canary"))
-    assert lifecycle.wait(lifecycle.canary_name()).phase == "complete"
+    first, second = canary_beside_stable(cluster, spec, ready=True)
     # the gate decided to promote; then the GPUs the promotion's surge needs are taken
     RolloutStore(cluster, spec).update(
         lambda r: enter(r, Phase.PROMOTING, time.time(), "2 passing windows", decided_by="gate")
@@ -100,12 +111,7 @@ def test_materializing_live_without_a_decision_promotes_nothing(
     kube: Kube, spec: ReleaseSpec
 ) -> None:
     cluster = ClusterClient(kube.api)
-    lifecycle = Lifecycle(cluster, spec)
-    first, second = release(spec, 1), release(spec, 2)
-    lifecycle.first_release(first)
-    controller.report(spec, cluster, Installed(first.release_id))
-    lifecycle.start_canary(second)
-    controller.report(spec, cluster, Started(second.release_id, first.release_id, "canary"))
+    first, second = canary_beside_stable(cluster, spec, ready=False)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [build_live_asset(spec)], resources=resources(kube), instance=instance
