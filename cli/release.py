@@ -50,7 +50,8 @@ def render(
 ) -> None:
     """Write every artifact of the spec's release into OUT: k8s/ (schema-validated for
     Kubernetes 1.29-1.33), monitoring/ (scrape job, rules, Alertmanager, Grafana, adapter,
-    KEDA, Alloy) and image/ (the build context). For GitOps: commit them."""
+    KEDA, Alloy, PodMonitor, PrometheusRule) and image/ (the build context). For GitOps:
+    commit them."""
     spec = load_or_exit(spec_path)
     if weights_commit is None:
         if weights_root is None:
