@@ -4,7 +4,8 @@ Every fault of the release-safety issue that the controller decides has a row he
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -27,6 +28,7 @@ from rollout.machine import (
     report,
     tick,
 )
+from rollout.store import DATA_KEY, parse
 from spec import ReleaseSpec, load_spec
 from tests.conftest import MODELS_DIR
 
@@ -305,8 +307,18 @@ def test_a_canary_the_record_does_not_know_is_taken_up_from_the_start(spec: Rele
 def test_a_restarted_daemon_decides_the_same_in_every_phase(
     spec: ReleaseSpec, phase: Phase
 ) -> None:
-    stored = record(phase, attempt=1, evaluated_at=T0)
+    # what a restarted daemon has is the record as the cluster stores it (JSON in the
+    # ConfigMap): every field must come back as it was, so the next tick is the same
+    stored = record(
+        phase,
+        attempt=1,
+        evaluated_at=T0,
+        passes=1,
+        baseline={"ttft_mean": 0.1},
+        quality=[["agreement", 1.0, 1.0, "≥ 0.9", "Pass", "within limits"]],
+    )
+    config_map = {"data": {DATA_KEY: json.dumps(asdict(stored))}}
+    reread = parse(config_map)
+    assert reread == stored
     facts = replace(GATING_FACTS, run=RunState.ACTIVE)
-    first = tick(spec, stored, facts, None, T0 + 30)
-    again = tick(spec, stored, facts, None, T0 + 30)
-    assert first == again
+    assert tick(spec, reread, facts, None, T0 + 30) == tick(spec, stored, facts, None, T0 + 30)
