@@ -28,7 +28,9 @@ SCENARIOS = {
     "errors": ("errors", 1.0),
     "all_errors": ("all_errors", 1.0),
     "kv_pressure": ("kv_pressure", 1.0),
-    "slower": ("healthy", 1.3),
+    # 50% slower against a 20% allowance: a window's mean over ~50 lognormal draws moves by
+    # ±10% (a CI run measured 1.17× at a 1.3× scale), so a smaller margin would be flaky
+    "slower": ("healthy", 1.5),
     "no_traffic": ("no_traffic", 1.0),
     "dying": ("healthy", 1.0),  # dies as soon as it is started
 }
@@ -122,7 +124,7 @@ def test_a_healthy_canary_passes_its_window(world: LocalPrometheus) -> None:
         ("errors", {"success_rate", "error_rate"}),
         ("all_errors", {"success_rate", "error_rate"}),  # no 2xx series: 0, not no data
         ("kv_pressure", {"kv_cache_usage", "preemption_rate", "queue_mean"}),
-        ("slower", {"ttft_mean", "itl_mean"}),  # under the SLOs, 30% worse than stable
+        ("slower", {"ttft_mean", "itl_mean"}),  # under the SLOs, 50% worse than stable
     ],
 )
 def test_a_bad_canary_fails_its_window(
