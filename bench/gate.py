@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--bad", type=int, default=10)
     parser.add_argument("--duration", type=int, default=75, help="seconds of gating")
     options = parser.parse_args()
-    base = load_spec(REPO_ROOT / "models" / "demo-tiny.yaml")
+    base = load_spec(REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml")
     gate = base.gate.model_copy(
         update={
             "interval_seconds": INTERVAL_SECONDS,

@@ -54,7 +54,7 @@ GATE = {
 
 
 def model(name: str) -> dict[str, Any]:
-    base = yaml.safe_load((REPO_ROOT / "models" / "demo-tiny.yaml").read_text())
+    base = yaml.safe_load((REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml").read_text())
     base.update(
         name=name,
         namespace=name,

@@ -1,5 +1,5 @@
-# The llm-rollout code location for Dagster on Kubernetes: the package, the release specs in
-# models/ and the instance config. The Helm chart runs it as the user-code Deployment
+# The llm-rollout code location for Dagster on Kubernetes: the package, your release specs in
+# models/ and the instance config (never examples/, the sandbox or the demo's spec). The Helm chart runs it as the user-code Deployment
 # (`dagster api grpc -m pipelines.definitions`) and K8sRunLauncher runs each run in a pod of
 # the same image. Build from the repository root:
 #   docker build -f images/user-code.Dockerfile -t registry.example.com/llm/llm-rollout-user-code:0.1.0 .
@@ -25,7 +25,6 @@ COPY images/ images/
 COPY k8s/ k8s/
 COPY monitoring/ monitoring/
 COPY rollout/ rollout/
-COPY sandbox/ sandbox/
 RUN pip install --no-compile . \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin dagster \
     && mkdir -p "$DAGSTER_HOME" \

@@ -73,6 +73,9 @@ def load_definitions() -> dg.Definitions:
     return build_definitions(models.specs, models.broken)
 
 
-# Loaded at import: a broken spec shows as its own failing sensor in the UI, naming the
-# file, line and field, instead of failing later inside a run.
-defs = load_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What the code location loads. Built when Dagster loads it, not when this module is
+    imported (importing it needs no models folder): a broken spec shows as its own failing
+    sensor in the UI, naming the file, line and field, instead of failing later inside a run."""
+    return load_definitions()

@@ -17,8 +17,9 @@ import dagster as dg
 
 from spec import LocatedProblem, ReleaseSpec, load_all, spec_files
 
-# The folder of specs bundled with the repository; LLM_ROLLOUT_MODELS_DIR points elsewhere.
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# The models folder when LLM_ROLLOUT_MODELS_DIR is not set: `models/` where Dagster runs
+# (never a folder inside the installed package, and never the bundled examples/).
+DEFAULT_MODELS_DIR = Path("models")
 MODELS_DIR_VARIABLE = "LLM_ROLLOUT_MODELS_DIR"
 # A broken spec changes only when someone edits it and reloads the code location; ticking
 # every few minutes keeps it visible as failing without flooding the tick history.
@@ -63,7 +64,8 @@ class Models:
 
 def models_dir() -> Path:
     """The folder whose `*.yaml` files are the served models."""
-    return Path(os.environ.get(MODELS_DIR_VARIABLE, DEFAULT_MODELS_DIR))
+    # absolute, so an error names the folder wherever the code server was started
+    return Path(os.environ.get(MODELS_DIR_VARIABLE, DEFAULT_MODELS_DIR)).absolute()
 
 
 def load_models(directory: Path | None = None) -> Models:

@@ -3,7 +3,7 @@ running real vLLM pods on CPU, a Hub holding the tiny model and two later revisi
 Prometheus discovering the pods), steady chat traffic through the model's Service, and
 Dagster (`dagster dev` with the UI, or only the daemon when headless) releasing into it.
 
-Scenarios, each a second release of `models/demo-tiny.yaml`:
+Scenarios, each a second release of `sandbox/specs/demo-tiny.yaml`:
   good   revision `v2`: a new model card, same weights → canaried, gated, promoted
   bad    revision `v2-system-first`: a chat template that rejects conversations without a
          system message (the demo's traffic has none) → the gate rolls it back
@@ -31,7 +31,8 @@ from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
 from sandbox.world import SandboxWorld
 from spec import ReleaseSpec, load_spec
 
-DEMO_SPEC = REPO_ROOT / "models" / "demo-tiny.yaml"
+# The demo's own spec, outside every models folder (never loaded in production).
+DEMO_SPEC = REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml"
 MODEL = "demo-tiny"
 GROUP = "demo_tiny"
 SCENARIO_TIMEOUT_SECONDS = 900  # three CPU vLLM pods start slowly on a small laptop

@@ -16,7 +16,7 @@ from sandbox.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus, start_p
 from sandbox.running import Running
 from sandbox.tiny_model import REPO_ID, write_tiny_model
 
-# Where the spec of the demo (models/demo-tiny.yaml) says its weights live.
+# Where the spec of the demo (sandbox/specs/demo-tiny.yaml) says its weights live.
 NFS_SERVER = "nfs.sandbox.local"
 NFS_PATH = "/exports/models"
 

@@ -13,7 +13,7 @@ ensure_python_env
 ensure_vllm_runtime
 ensure_debian prometheus procps
 
-say "validating the bundled release specs"
-llm-rollout validate models/
+say "validating the demo's release spec"
+llm-rollout validate sandbox/specs/
 say "starting the demo (first start: about two minutes until release 1 serves)"
 exec llm-rollout demo "$@"

@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "models"
+# The bundled example specs: never loaded unless a user copies one into a models folder.
+EXAMPLES_DIR = REPO_ROOT / "examples"
+DEEPSEEK_SPEC = EXAMPLES_DIR / "deepseek-v4.yaml"
+# The demo's own spec lives with the sandbox, outside every models folder.
+DEMO_SPEC = REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml"
+# The specs the tests use, by model name.
+SPEC_FILES = {"deepseek-v4": DEEPSEEK_SPEC, "demo-tiny": DEMO_SPEC}
 
 # The smallest spec that is valid: every other field has a default.
 MINIMAL_SPEC: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,10 @@ from assets.image import build_image_asset
 from images.context import render_context
 from pipelines.resources import ImageBuilder
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC, SPEC_FILES
 from tests.fixtures.registry import LocalRegistry
 
-DEMO = load_spec(MODELS_DIR / "demo-tiny.yaml")
+DEMO = load_spec(DEMO_SPEC)
 
 
 @pytest.fixture
@@ -75,8 +76,16 @@ def test_a_registry_login_problem_fails_the_asset_without_retries(
     assert "needs credentials" in str(failure.event_specific_data)
 
 
-def test_the_code_location_has_an_image_asset_per_model() -> None:
-    from pipelines.definitions import defs
+def test_the_code_location_has_an_image_asset_per_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.definitions import load_definitions
 
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in SPEC_FILES.values():
+        shutil.copy(path, models / path.name)
+    monkeypatch.setenv("LLM_ROLLOUT_MODELS_DIR", str(models))
+    defs = load_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"demo_tiny/image", "deepseek_v4/image"} <= keys

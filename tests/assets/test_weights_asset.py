@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +12,10 @@ import pytest
 from assets.weights import build_weights_asset, build_weights_check
 from pipelines.resources import WeightsStore
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC, SPEC_FILES
 from tests.fixtures.sandbox_servers import TinyModelHub
 
-SPEC = load_spec(MODELS_DIR / "demo-tiny.yaml")
+SPEC = load_spec(DEMO_SPEC)
 KEY = dg.AssetKey(["demo_tiny", "weights"])
 CHECK = dg.AssetCheckKey(KEY, "manifest_verifies")
 
@@ -88,9 +89,17 @@ def test_a_gated_repo_fails_the_asset_at_once_with_what_to_do(
     assert "set HF_TOKEN" in str(failures[0].event_specific_data)
 
 
-def test_the_code_location_lists_every_models_weights_and_check() -> None:
-    from pipelines.definitions import defs
+def test_the_code_location_lists_every_models_weights_and_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.definitions import load_definitions
 
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in SPEC_FILES.values():
+        shutil.copy(path, models / path.name)
+    monkeypatch.setenv("LLM_ROLLOUT_MODELS_DIR", str(models))
+    defs = load_definitions()
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"demo_tiny/weights", "deepseek_v4/weights"} <= keys

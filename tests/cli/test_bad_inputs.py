@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 
-SPEC = str(MODELS_DIR / "demo-tiny.yaml")
+SPEC = str(DEMO_SPEC)
 COMMIT = "d" * 40
 
 # (command words, arguments after them, what the error line must say). `{tmp}` is a fresh

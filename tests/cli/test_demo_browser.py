@@ -240,7 +240,7 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
     assert "Starting vLLM server" in vllm_log, vllm_log[-2000:]
     described = shell[".venv/bin/kubectl -n llm-demo describe deployment demo-tiny-canary"]
     assert "Replicas:" in described, described
-    status = shell[".venv/bin/llm-rollout status models/demo-tiny.yaml"]
+    status = shell[".venv/bin/llm-rollout status sandbox/specs/demo-tiny.yaml"]
     assert "<- stable" in status and "<- canary" in status, status
     assert "phase" in status and "Done" not in status.split("\n")[1], status
 

@@ -7,14 +7,14 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC
 from tests.fixtures.registry import LocalRegistry
 
 
 def test_render_writes_the_context_and_prints_the_tag(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
-        ["image", "render", str(MODELS_DIR / "deepseek-v4.yaml"), "--out", str(tmp_path / "ctx")],
+        ["image", "render", str(DEEPSEEK_SPEC), "--out", str(tmp_path / "ctx")],
     )
     assert result.exit_code == 0, result.output
     assert "tag registry.example.com/llm/deepseek-v4-vllm:0.11.0-" in result.output
@@ -25,7 +25,7 @@ def test_build_with_a_prebuilt_image(registry: LocalRegistry, tmp_path: Path) ->
     digest = registry.push_image("vllm/vllm-openai", "v0.32.0")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
-        (MODELS_DIR / "demo-tiny.yaml")
+        (DEMO_SPEC)
         .read_text()
         .replace(
             "  builder: none",
@@ -42,7 +42,7 @@ def test_build_with_a_prebuilt_image(registry: LocalRegistry, tmp_path: Path) ->
 def test_build_says_why_it_cannot(private_registry: LocalRegistry, tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(
-        (MODELS_DIR / "demo-tiny.yaml")
+        (DEMO_SPEC)
         .read_text()
         .replace("  builder: none", f"  builder: docker\n  registry: {private_registry.host}/llm")
     )

@@ -15,7 +15,7 @@ from k8s.cluster import ClusterClient
 from k8s.lifecycle import Lifecycle
 from k8s.validation import schema_problems
 from spec import load_spec
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, REPO_ROOT, SPEC_FILES
 from tests.fixtures.cluster import Kube
 from tests.k8s.conftest import release
 
@@ -29,7 +29,7 @@ def test_render_writes_schema_valid_manifests_for_both_specs(tmp_path: Path) -> 
             cli,
             [
                 "render",
-                str(MODELS_DIR / f"{name}.yaml"),
+                str(SPEC_FILES[name]),
                 "--out",
                 str(out),
                 "--weights-commit",
@@ -61,7 +61,7 @@ def test_render_finds_the_published_commit(tmp_path: Path) -> None:
         cli,
         [
             "render",
-            str(MODELS_DIR / "demo-tiny.yaml"),
+            str(DEMO_SPEC),
             "--out",
             str(tmp_path / "out"),
             "--weights-root",
@@ -76,7 +76,7 @@ def test_render_says_what_is_missing(tmp_path: Path) -> None:
         cli,
         [
             "render",
-            str(MODELS_DIR / "deepseek-v4.yaml"),
+            str(DEEPSEEK_SPEC),
             "--out",
             str(tmp_path),
             "--weights-commit",
@@ -88,7 +88,7 @@ def test_render_says_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_status_shows_live_releases(kube: Kube) -> None:
-    spec = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    spec = load_spec(DEMO_SPEC)
     lifecycle = Lifecycle(ClusterClient(kube.api), spec)
     first = release(spec, 1)
     lifecycle.first_release(first)
@@ -97,7 +97,7 @@ def test_status_shows_live_releases(kube: Kube) -> None:
         [
             str(Path(sys.executable).parent / "llm-rollout"),
             "status",
-            str(MODELS_DIR / "demo-tiny.yaml"),
+            str(DEMO_SPEC),
         ],
         env={**os.environ, "KUBECONFIG": str(kube.cluster.kubeconfig)},
         capture_output=True,

@@ -11,13 +11,13 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEMO_SPEC, EXAMPLES_DIR, REPO_ROOT, SPEC_FILES
 
 
 def test_bundled_specs_validate_through_the_installed_command() -> None:
     command = Path(sys.executable).parent / "llm-rollout"
     result = subprocess.run(
-        [str(command), "validate", *map(str, sorted(MODELS_DIR.glob("*.yaml")))],
+        [str(command), "validate", *map(str, SPEC_FILES.values())],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -29,9 +29,9 @@ def test_bundled_specs_validate_through_the_installed_command() -> None:
 
 
 def test_a_folder_validates_every_spec_in_it() -> None:
-    result = CliRunner().invoke(cli, ["validate", str(MODELS_DIR)])
+    result = CliRunner().invoke(cli, ["validate", str(EXAMPLES_DIR)])
     assert result.exit_code == 0
-    assert result.output.count(": ok") == 2
+    assert result.output.count(": ok") == len(list(EXAMPLES_DIR.glob("*.yaml")))
 
 
 def test_bad_specs_print_file_field_message_and_exit_1(
@@ -134,10 +134,8 @@ def test_the_schema_command_prints_a_json_schema_the_bundled_specs_satisfy() -> 
     schema = json.loads(result.stdout)
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    for path in sorted(MODELS_DIR.glob("*.yaml")):
+    for path in SPEC_FILES.values():
         assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path
     # what Kubernetes accepts, the schema accepts too (editors must not flag `cpu: 16`)
-    assert validator.is_valid(
-        {**yaml.safe_load((MODELS_DIR / "demo-tiny.yaml").read_text()), "resources": {"cpu": 16}}
-    )
+    assert validator.is_valid({**yaml.safe_load((DEMO_SPEC).read_text()), "resources": {"cpu": 16}})
     assert not validator.is_valid({"name": "x", "replica": 2})

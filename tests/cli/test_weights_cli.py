@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from sandbox.hub import Fault
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
 
 CLI = str(Path(sys.executable).parent / "llm-rollout")
-SPEC = str(MODELS_DIR / "demo-tiny.yaml")
+SPEC = str(DEMO_SPEC)
 
 
 def run(hub: TinyModelHub, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

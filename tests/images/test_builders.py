@@ -11,10 +11,10 @@ from images.builders import DockerBuilder, NoneBuilder
 from images.context import ImageError, render_context
 from images.registry import RegistryAuthRequired, RegistryClient
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.registry import LocalRegistry
 
-DEMO = load_spec(MODELS_DIR / "demo-tiny.yaml")
+DEMO = load_spec(DEMO_SPEC)
 
 
 def prebuilt(reference: str) -> object:

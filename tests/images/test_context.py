@@ -11,10 +11,10 @@ import pytest
 
 from images.context import BuildContext, ImageError, render_context
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC
 
 HADOLINT = str(Path(sys.executable).parent / "hadolint")
-DEEPSEEK = load_spec(MODELS_DIR / "deepseek-v4.yaml")
+DEEPSEEK = load_spec(DEEPSEEK_SPEC)
 
 
 def with_image(spec: ReleaseSpec, **image: Any) -> ReleaseSpec:
@@ -85,6 +85,6 @@ def test_tags_are_stable_and_change_with_any_input() -> None:
 
 
 def test_a_built_image_needs_a_registry() -> None:
-    spec = load_spec(MODELS_DIR / "demo-tiny.yaml")  # builder none, no registry
+    spec = load_spec(DEMO_SPEC)  # builder none, no registry
     with pytest.raises(ImageError, match=r"image\.registry is needed"):
         _ = render_context(spec).reference

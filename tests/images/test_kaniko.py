@@ -12,11 +12,11 @@ from images.registry import Credentials, RegistryClient
 from k8s.cluster import ClusterClient
 from k8s.validation import schema_problems
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import Kube
 from tests.fixtures.registry import LocalRegistry
 
-DEMO = load_spec(MODELS_DIR / "demo-tiny.yaml")
+DEMO = load_spec(DEMO_SPEC)
 
 
 def kaniko_spec(registry: str) -> ReleaseSpec:

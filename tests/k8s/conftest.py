@@ -10,7 +10,7 @@ from k8s.cluster import ClusterClient
 from k8s.lifecycle import Lifecycle
 from k8s.release import Release
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube
 
 COMMIT = "c" * 40
@@ -19,7 +19,7 @@ COMMIT = "c" * 40
 @pytest.fixture
 def spec(tmp_path: Path) -> ReleaseSpec:
     """The demo spec, with short deadlines so stalls show up within a test."""
-    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    demo = load_spec(DEMO_SPEC)
     rollout = demo.rollout.model_copy(
         update={"progress_deadline_seconds": 60, "startup_budget_seconds": 30}
     )

@@ -12,9 +12,9 @@ import yaml
 from k8s.dagster.scaleout import INSTANCE, dagster_rbac, load_values, run_job, user_code_deployment
 from k8s.validation import schema_problems
 from spec import load_specs, spec_files
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import EXAMPLES_DIR, REPO_ROOT
 
-SPECS = load_specs(spec_files(MODELS_DIR))
+SPECS = load_specs(spec_files(EXAMPLES_DIR))
 HADOLINT = str(Path(sys.executable).parent / "hadolint")
 
 
@@ -101,7 +101,7 @@ def test_the_user_code_dockerfile_passes_hadolint() -> None:
 
 def test_the_dagster_rbac_command_prints_valid_documents_for_every_model() -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "llm-rollout"), "dagster-rbac", str(MODELS_DIR),
+        [str(Path(sys.executable).parent / "llm-rollout"), "dagster-rbac", str(EXAMPLES_DIR),
          "--namespace", "orchestration"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

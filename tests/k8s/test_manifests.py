@@ -11,9 +11,9 @@ from k8s.release import Release, default_image
 from k8s.validation import SUPPORTED_VERSIONS, schema_problems
 from k8s.vllm_args import vllm_args
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import SPEC_FILES
 
-SPECS = {name: load_spec(MODELS_DIR / f"{name}.yaml") for name in ("deepseek-v4", "demo-tiny")}
+SPECS = {name: load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tiny")}
 
 
 def release_of(spec: ReleaseSpec) -> Release:

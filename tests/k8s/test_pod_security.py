@@ -12,9 +12,9 @@ from k8s import manifests, pod_security
 from k8s.pod_security import violations
 from k8s.release import Release, default_image
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import SPEC_FILES
 
-SPECS = {name: load_spec(MODELS_DIR / f"{name}.yaml") for name in ("deepseek-v4", "demo-tiny")}
+SPECS = {name: load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tiny")}
 
 
 def pod_of(name: str) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from monitoring.dashboard import panel_queries
 from monitoring.logs import VLLM_LINE
 from monitoring.rules import rule_groups
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import SPEC_FILES
 
-SPECS = [load_spec(MODELS_DIR / f"{name}.yaml") for name in ("deepseek-v4", "demo-tiny")]
+SPECS = [load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tiny")]
 needs_tools = pytest.mark.skipif(
     shutil.which("promtool") is None or shutil.which("amtool") is None,
     reason="promtool/amtool (Debian prometheus, prometheus-alertmanager) are not installed",

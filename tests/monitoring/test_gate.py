@@ -7,9 +7,9 @@ import pytest
 
 from monitoring.gate import Outcome, judge
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 
-SPEC = load_spec(MODELS_DIR / "demo-tiny.yaml")  # TTFT p99 ≤ 2 s, min 10 requests
+SPEC = load_spec(DEMO_SPEC)  # TTFT p99 ≤ 2 s, min 10 requests
 HEALTHY = {
     "sample_age": 1.0,
     "up": 1.0,

@@ -15,7 +15,7 @@ from monitoring.queries import gate_queries
 from sandbox.prometheus import PrometheusMissing, start_prometheus
 from sandbox.vllm_metrics import MetricsEmulator
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
 
 WINDOW_SECONDS = 10
@@ -37,7 +37,7 @@ SCENARIOS = {
 
 
 def spec_for(namespace: str = "llm-demo") -> ReleaseSpec:
-    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    demo = load_spec(DEMO_SPEC)
     gate = demo.gate.model_copy(
         update={
             "interval_seconds": 5,

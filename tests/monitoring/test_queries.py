@@ -14,9 +14,9 @@ import yaml
 
 from monitoring.queries import TrackSource, gate_queries
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 
-_demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+_demo = load_spec(DEMO_SPEC)
 SPEC = _demo.model_copy(update={"gate": _demo.gate.model_copy(update={"window": "2m"})})
 EVAL_AT = "15m"  # 900 s; the window is (780 s, 900 s]
 CANARY = TrackSource("canary", "rel-new", (0, 11, 0))

@@ -19,7 +19,7 @@ from monitoring.prometheus import measure
 from monitoring.queries import gate_queries
 from sandbox.vllm_process import VllmProcess
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
 from tests.fixtures.sandbox_servers import VllmPair
 
@@ -55,7 +55,7 @@ def test_every_catalogued_name_is_exported_by_vllm_032(real_vllm: VllmProcess) -
 
 @pytest.fixture
 def spec() -> ReleaseSpec:
-    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    demo = load_spec(DEMO_SPEC)
     gate = demo.gate.model_copy(
         update={
             "interval_seconds": 5,
@@ -116,7 +116,7 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
         [
             str(Path(sys.executable).parent / "llm-rollout"),
             "gate",
-            str(MODELS_DIR / "demo-tiny.yaml"),
+            str(DEMO_SPEC),
             "--prometheus",
             prometheus.url,
             "--scrape-interval",

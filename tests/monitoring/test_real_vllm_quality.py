@@ -16,10 +16,10 @@ from monitoring.quality import (
     judge_quality,
 )
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.sandbox_servers import VllmPair
 
-SPEC = load_spec(MODELS_DIR / "demo-tiny.yaml")
+SPEC = load_spec(DEMO_SPEC)
 PROMPTS = [
     GoldenPrompt("greeting", [{"role": "user", "content": "Say hello."}]),
     GoldenPrompt(

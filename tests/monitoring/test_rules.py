@@ -13,9 +13,9 @@ import yaml
 
 from monitoring.rules import rule_groups
 from spec import load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC, SPEC_FILES
 
-SPEC = load_spec(MODELS_DIR / "demo-tiny.yaml")  # TTFT SLO 2s, ITL 0.5s, success ≥ 0.99
+SPEC = load_spec(DEMO_SPEC)  # TTFT SLO 2s, ITL 0.5s, success ≥ 0.99
 POD = {
     "namespace": "llm-demo",
     "model": "demo-tiny",
@@ -176,7 +176,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("name", ["demo-tiny", "deepseek-v4"])
 def test_rules_pass_promtool_check(name: str, tmp_path: Path) -> None:
     path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump(rule_groups(load_spec(MODELS_DIR / f"{name}.yaml"))))
+    path.write_text(yaml.safe_dump(rule_groups(load_spec(SPEC_FILES[name]))))
     result = promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -21,7 +21,7 @@ from rollout.store import RolloutStore
 from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
 from sandbox.world import SandboxWorld
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR, merged
+from tests.conftest import DEMO_SPEC, merged
 from tests.fixtures.cluster import wait_for
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
@@ -30,7 +30,7 @@ RUN_TIMEOUT = 240.0
 
 def emulated_spec(name: str, **changes: Any) -> dict[str, Any]:
     """The demo spec as a model of emulated vLLM pods with a fast gate, in its own namespace."""
-    base = yaml.safe_load((MODELS_DIR / "demo-tiny.yaml").read_text())
+    base = yaml.safe_load((DEMO_SPEC).read_text())
     fast = {
         "name": name,
         "namespace": name,

@@ -23,7 +23,7 @@ from rollout import controller
 from rollout.machine import Installed, Phase, Started, enter
 from rollout.store import RolloutStore
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, deployment, wait_for
 from tests.fixtures.sandbox_servers import TinyModelHub
 
@@ -33,7 +33,7 @@ UNREACHABLE_PROMETHEUS = "http://127.0.0.1:9"  # no phase here measures a window
 
 @pytest.fixture
 def spec() -> ReleaseSpec:
-    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    demo = load_spec(DEMO_SPEC)
     rollout = demo.rollout.model_copy(
         update={"progress_deadline_seconds": 60, "startup_budget_seconds": 30}
     )

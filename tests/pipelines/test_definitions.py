@@ -14,7 +14,7 @@ import pytest
 from pipelines.definitions import build_definitions
 from pipelines.specs import BrokenSpecError, load_models
 from spec import SpecFileError
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, REPO_ROOT, SPEC_FILES
 
 
 def dagster(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,10 +30,29 @@ def dagster(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def test_code_location_loads_from_workspace_yaml() -> None:
-    result = dagster("definitions", "validate", "-w", "workspace.yaml")
+def test_code_location_loads_from_workspace_yaml(tmp_path: Path) -> None:
+    shutil.copy(DEEPSEEK_SPEC, tmp_path / "deepseek-v4.yaml")
+    result = dagster(
+        "definitions", "validate", "-w", "workspace.yaml",
+        env={"LLM_ROLLOUT_MODELS_DIR": str(tmp_path)},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Validation successful for code location llm-rollout" in result.stdout + result.stderr
+
+
+def test_the_repository_loads_no_model_by_default() -> None:
+    # examples/ and the demo's spec are never loaded: the default models/ folder holds no
+    # spec, so a code location started without LLM_ROLLOUT_MODELS_DIR fails naming it
+    env = {k: v for k, v in os.environ.items() if k != "LLM_ROLLOUT_MODELS_DIR"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-w", "workspace.yaml"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert str(REPO_ROOT / "models") in output
+    assert "no spec files" in output
 
 
 BROKEN = (
@@ -46,7 +65,7 @@ def models_folder(tmp_path: Path) -> Path:
     """A models folder with the demo spec and a broken one beside it."""
     folder = tmp_path / "models"
     folder.mkdir()
-    shutil.copy(MODELS_DIR / "demo-tiny.yaml", folder / "demo-tiny.yaml")
+    shutil.copy(DEMO_SPEC, folder / "demo-tiny.yaml")
     (folder / "bad.yaml").write_text(BROKEN)
     return folder
 
@@ -111,10 +130,9 @@ def test_the_code_location_loads_with_a_broken_spec(tmp_path: Path) -> None:
 
 def test_every_model_has_its_graph_jobs_sensor_and_schedule() -> None:
     from pipelines.definitions import build_definitions
-    from spec import load_specs, spec_files
-    from tests.conftest import MODELS_DIR
+    from spec import load_specs
 
-    specs = load_specs(spec_files(MODELS_DIR))
+    specs = load_specs(list(SPEC_FILES.values()))
     defs = build_definitions(specs)
     repository = defs.get_repository_def()
     graph = defs.resolve_asset_graph()

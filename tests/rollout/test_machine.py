@@ -30,7 +30,7 @@ from rollout.machine import (
 )
 from rollout.store import DATA_KEY, parse
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 
 T0 = 1_000_000.0
 NEW, OLD = "rel-new", "rel-old"
@@ -38,7 +38,7 @@ NEW, OLD = "rel-new", "rel-old"
 
 @pytest.fixture
 def spec() -> ReleaseSpec:
-    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    demo = load_spec(DEMO_SPEC)
     gate = demo.gate.model_copy(
         update={
             "interval_seconds": 10,

@@ -11,7 +11,7 @@ from monitoring.gate import Measurement, Outcome, Verdict
 from rollout.controller import with_quality
 from rollout.machine import Phase, RolloutRecord
 from spec import ReleaseSpec, load_spec
-from tests.conftest import MODELS_DIR
+from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import Kube
 
 PASSING = Verdict(
@@ -24,7 +24,7 @@ PASSING = Verdict(
 def quality_spec(tmp_path: Path, **quality: object) -> ReleaseSpec:
     golden = tmp_path / "golden.jsonl"
     golden.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
-    demo = load_spec(MODELS_DIR / "demo-tiny.yaml")
+    demo = load_spec(DEMO_SPEC)
     return ReleaseSpec.model_validate(
         {**demo.model_dump(), "quality": {"prompts": str(golden), **quality}}
     )

@@ -8,16 +8,17 @@ import pytest
 
 from spec import ReleaseSpec, load_spec, load_specs, spec_files
 from spec.quantity import parse_duration_seconds, parse_quantity
-from tests.conftest import MINIMAL_SPEC, MODELS_DIR
+from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, EXAMPLES_DIR, MINIMAL_SPEC
 
 
 def test_bundled_specs_are_valid() -> None:
-    specs = load_specs(spec_files(MODELS_DIR))
-    assert {spec.name for spec in specs} == {"deepseek-v4", "demo-tiny"}
+    examples = load_specs(spec_files(EXAMPLES_DIR))
+    assert {spec.name for spec in examples} == {"deepseek-v4"}
+    assert load_spec(DEMO_SPEC).name == "demo-tiny"
 
 
 def test_deepseek_spec_reproduces_the_seed_deployment() -> None:
-    spec = load_spec(MODELS_DIR / "deepseek-v4.yaml")
+    spec = load_spec(DEEPSEEK_SPEC)
     assert spec.resources.gpus == 2
     assert spec.serving.tensor_parallel_size == 2
     assert spec.resources.gpu_product == "NVIDIA-A100-SXM4-80GB"

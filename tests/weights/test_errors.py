@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.weights import weights
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
 from weights.errors import CorruptManifest, NotPublished, StorageError, UntrustedFolder
 from weights.fetch import WeightsSource, fetch_weights
@@ -23,7 +23,7 @@ from weights.layout import MANIFEST_NAME, RepoLayout
 from weights.retention import prune
 
 CLI = str(Path(sys.executable).parent / "llm-rollout")
-SPEC = str(MODELS_DIR / "demo-tiny.yaml")
+SPEC = str(DEMO_SPEC)
 
 
 def one_line_error(result: Result) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.hub import Fault
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
 from weights.errors import WeightsLocked
 from weights.fetch import WeightsSource, fetch_weights
@@ -34,7 +34,7 @@ def test_a_fetch_killed_mid_download_publishes_nothing_and_a_rerun_completes(
 ) -> None:
     tiny_hub.server.inject(Fault("slow", path="model.safetensors", delay_seconds=60))
     fetch = subprocess.Popen(
-        [CLI, "weights", "fetch", str(MODELS_DIR / "demo-tiny.yaml"), "--root", str(root)],
+        [CLI, "weights", "fetch", str(DEMO_SPEC), "--root", str(root)],
         env={**os.environ, "HF_ENDPOINT": tiny_hub.url},
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

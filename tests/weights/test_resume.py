@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.hub import Fault
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
 from tests.weights.test_interruptions import HOLD_LOCK, wait_until
 from weights.errors import HubUnreachable, WeightsLocked
@@ -41,7 +41,7 @@ def test_a_rerun_after_kill_9_downloads_only_the_rest(
         Fault("slow", path=WEIGHTS, route="resolve", delay_seconds=60, skip=1, times=1)
     )
     fetch = subprocess.Popen(
-        [CLI, "weights", "fetch", str(MODELS_DIR / "demo-tiny.yaml"), "--root", str(root)],
+        [CLI, "weights", "fetch", str(DEMO_SPEC), "--root", str(root)],
         env={**os.environ, "HF_ENDPOINT": tiny_hub.url},
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
