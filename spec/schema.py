@@ -23,6 +23,7 @@ from pydantic import (
 from spec import rules
 from spec.cron import cron_problem
 from spec.quantity import parse_duration_seconds, parse_quantity
+from spec.routing import Routing
 
 # RFC 1123 label, as Kubernetes requires for names of namespaces and Services.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -457,6 +458,7 @@ class ReleaseSpec(SpecModel):
     refresh: Refresh = Field(default_factory=lambda: Refresh())
     quality: Quality | None = None
     network: Network = Field(default_factory=lambda: Network())
+    routing: Routing | None = Field(None, description="The model's router (docs/router.md).")
 
     @field_validator("name")
     @classmethod
