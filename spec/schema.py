@@ -24,6 +24,7 @@ from spec import rules
 from spec.cron import cron_problem
 from spec.quantity import parse_duration_seconds, parse_quantity
 from spec.routing import Routing
+from spec.sizing import Sizing
 
 # RFC 1123 label, as Kubernetes requires for names of namespaces and Services.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -459,6 +460,7 @@ class ReleaseSpec(SpecModel):
     quality: Quality | None = None
     network: Network = Field(default_factory=lambda: Network())
     routing: Routing | None = Field(None, description="The model's router (docs/router.md).")
+    sizing: Sizing = Field(default_factory=lambda: Sizing(), description="docs/sizing.md")
 
     @field_validator("name")
     @classmethod
