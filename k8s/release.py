@@ -25,9 +25,10 @@ class Release:
         shaping = self.spec.model_dump(
             mode="json",
             include={"name", "source", "storage", "serving", "resources", "rollout"},
-            # how long the controller waits for a node does not shape the pods; leaving it
-            # out keeps the ids of releases recorded before the field existed
-            exclude={"rollout": {"capacity_wait_seconds"}},
+            # how long the controller waits for a node and how many old Deployments it keeps
+            # do not shape the pods; leaving them out keeps the ids of releases recorded
+            # before the fields existed
+            exclude={"rollout": {"capacity_wait_seconds", "retained_releases"}},
         )
         text = json.dumps([shaping, self.weights_commit, self.image], sort_keys=True)
         return "rel-" + hashlib.sha256(text.encode()).hexdigest()[:10]

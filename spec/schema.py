@@ -28,8 +28,8 @@ from spec.sizing import Sizing
 
 # RFC 1123 label, as Kubernetes requires for names of namespaces and Services.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# A Deployment is named "<name>-canary" and its pods add a 16-character suffix;
-# keeping the name short leaves room for both inside the 63-character label limit.
+# A release's Deployment is "<name>-rel-<10 hex>" and is also its pods'
+# `app.kubernetes.io/instance` label: 40 + 15 stays inside the 63-character label limit.
 MAX_NAME_LENGTH = 40
 # A namespace is a plain RFC 1123 label: nothing is appended to it.
 MAX_NAMESPACE_LENGTH = 63
@@ -261,6 +261,15 @@ class Rollout(SpecModel):
         ),
     )
 
+    retained_releases: int = Field(
+        3,
+        ge=0,
+        description=(
+            "Deployments of earlier releases kept at zero replicas (beside stable and a "
+            "canary), so a rollback scales one back up exactly; older ones are deleted."
+        ),
+    )
+
     @property
     def capacity_wait(self) -> int:
         """Seconds a canary may wait for a node, the default applied."""
@@ -465,7 +474,7 @@ class ReleaseSpec(SpecModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _dns_label(value, MAX_NAME_LENGTH, " (room is left for '-canary' and pod suffixes)")
+        return _dns_label(value, MAX_NAME_LENGTH, " (room is left for the release id of its Deployments)")
 
     @field_validator("namespace")
     @classmethod
