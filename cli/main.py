@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 import yaml
 
-from cli.demo import demo
 from cli.errors import CommandGroup
 from cli.gate import gate
 from cli.image import image
@@ -165,7 +164,6 @@ cli.add_command(render)
 cli.add_command(status)
 cli.add_command(image)
 cli.add_command(gate)
-cli.add_command(demo)
 
 
 def main() -> None:

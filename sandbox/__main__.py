@@ -5,6 +5,7 @@ python -m sandbox up --dir DIR          Hub with the tiny model + metrics emulat
 python -m sandbox hub --root DIR        only the Hub (tiny model on main)
 python -m sandbox metrics --scenario S  only one emulated vLLM /metrics
 python -m sandbox tiny-model OUT        write the tiny model repo to OUT
+python -m sandbox demo [--headless …]   the demo: a release loop with real vLLM on CPU
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import click
 
 from sandbox.cluster.cluster import SandboxCluster
+from sandbox.demo_command import demo
 from sandbox.hub import HubServer
 from sandbox.tiny_model import REPO_ID, write_tiny_model
 from sandbox.vllm_metrics import SCENARIOS, MetricsEmulator
@@ -128,6 +130,8 @@ def tiny_model(out: Path) -> None:
     """Write the tiny Llama repo into OUT."""
     click.echo(write_tiny_model(out))
 
+
+main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 # environments (the vLLM CPU runtime included) and Prometheus, starts the sandbox (a local
 # Kubernetes running real vLLM pods, a Hub with the tiny model), steady traffic, and
 # `dagster dev` with a persistent DAGSTER_HOME in .demo/; then prints where to click.
-# Ctrl-C stops everything. Arguments go to `llm-rollout demo`, e.g.
+# Ctrl-C stops everything. Arguments go to `python -m sandbox demo`, e.g.
 #   bash scripts/demo.sh --headless --scenario good --scenario bad --scenario stuck
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
@@ -16,4 +16,4 @@ ensure_debian prometheus procps
 say "validating the demo's release spec"
 llm-rollout validate sandbox/specs/
 say "starting the demo (first start: about two minutes until release 1 serves)"
-exec llm-rollout demo "$@"
+exec python -m sandbox demo "$@"

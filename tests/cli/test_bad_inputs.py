@@ -39,7 +39,6 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("image build", ["{binary}"], "a binary file"),
     ("gate", [SPEC], "'--prometheus'"),
     ("gate", ["{binary}", "--prometheus", "http://127.0.0.1:9"], "a binary file"),
-    ("demo", ["--scenario", "nope"], "'--scenario'"),
     ("schema", ["--bogus"], "No such option"),
 ]
 

@@ -1,9 +1,9 @@
-"""`llm-rollout demo --headless`: the loop with real vLLM pods, as a newcomer runs it, all three
-scenarios in one world (each vLLM pod takes a minute or more to load on this machine): a good
-release canaried and promoted under chat traffic through the Service (stable never below its
-replicas, no request failed), then a bad one and a stuck one rolled back on their own.
-This is the real-vLLM end-to-end test of the release loop; tests/cli/test_demo_browser.py
-drives the same demo through the Dagster UI."""
+"""`python -m sandbox demo --headless`: the loop with real vLLM pods, as a newcomer runs it,
+all three scenarios in one world (each vLLM pod takes a minute or more to load on this
+machine): a good release canaried and promoted under chat traffic through the Service
+(stable never below its replicas, no request failed), then a bad one and a stuck one
+rolled back on their own. This is the real-vLLM end-to-end test of the release loop;
+tests/cli/test_demo_browser.py drives the same demo through the Dagster UI."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_st
     folder = tmp_path / "demo"
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "llm-rollout"),
-            "demo",
+            sys.executable,
+            *("-m", "sandbox", "demo"),
             "--headless",
             "--dir",
             str(folder),

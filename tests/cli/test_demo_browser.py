@@ -1,4 +1,4 @@
-"""The demo as a newcomer sees it: `llm-rollout demo` brings up the sandbox and `dagster dev`,
+"""The demo as a newcomer sees it: `python -m sandbox demo` brings up the sandbox and `dagster dev`,
 then a real headless Chromium (Debian's `chromium`, driven by Playwright) opens the Dagster
 UI, finds the demo model's asset graph and presses *Materialize all* (through its launchpad,
 with the bad revision): weights → image → release → live in one run, which must not promote
@@ -61,7 +61,7 @@ SCREENSHOTS_ENV = "LLM_ROLLOUT_SCREENSHOTS"
 
 
 class DemoProcess:
-    """`llm-rollout demo` (UI mode) in the background, its output kept for the failure text."""
+    """`python -m sandbox demo` (UI mode) in the background, its output kept for failures."""
 
     def __init__(self, folder: Path, port: int) -> None:
         self.port = port
@@ -69,8 +69,8 @@ class DemoProcess:
         self.up = threading.Event()
         self.process = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "llm-rollout"),
-                *("demo", "--dir", str(folder), "--port", str(port)),
+                sys.executable,
+                *("-m", "sandbox", "demo", "--dir", str(folder), "--port", str(port)),
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,

@@ -1,4 +1,6 @@
-"""`llm-rollout demo`: the whole loop in the sandbox — with the Dagster UI, or headless."""
+"""`python -m sandbox demo` (what `bash scripts/demo.sh` runs): the whole loop in the
+sandbox — with the Dagster UI, or headless. It lives with the sandbox, outside the product:
+the installed `llm-rollout` never imports the sandbox."""
 
 from __future__ import annotations
 
