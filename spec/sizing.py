@@ -55,7 +55,7 @@ class Sizing(SizingModel):
         le=1024,
         description=(
             "vLLM's memory per GPU besides weights and KV cache (CUDA context, NCCL, CUDA "
-            "graphs, the profiling run's activation peak); unset: 3.5 GiB, 5 GiB with "
+            "graphs, the profiling run's activation peak); unset: 4 GiB, 5.5 GiB with "
             "tensor or pipeline parallelism."
         ),
     )
