@@ -13,6 +13,7 @@ from cli.errors import CommandGroup
 from cli.gate import gate
 from cli.image import image
 from cli.release import render, status
+from cli.router import router
 from cli.weights import weights
 from k8s.dagster.scaleout import dagster_rbac
 from k8s.validation import schema_problems
@@ -164,6 +165,7 @@ cli.add_command(render)
 cli.add_command(status)
 cli.add_command(image)
 cli.add_command(gate)
+cli.add_command(router)
 
 
 def main() -> None:

@@ -141,7 +141,10 @@ class Routing(RoutingModel):
         description="Tried in order; the first match takes the request.",
     )
     shadow_share: float = Field(
-        0.0, ge=0, le=1, description="Share of local requests copied to the canary (answer dropped)."
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of local requests copied to the canary (answer dropped).",
     )
 
     @field_validator("task_header")
