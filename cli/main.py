@@ -10,6 +10,7 @@ import click
 import yaml
 
 from cli.errors import CommandGroup
+from cli.fit import validate_fit
 from cli.gate import gate
 from cli.image import image
 from cli.release import render, status
@@ -41,6 +42,7 @@ def validate(paths: tuple[Path, ...], as_json: bool) -> None:
     loaded = load_all(files)
     problems += loaded.problems
     problems += _golden_prompt_problems(loaded.specs)
+    problems += validate_fit(loaded.specs)
     broken_paths = {problem.path for problem in problems}
     valid = [
         (path, loaded.specs[path])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import yaml
 from kubernetes.config import ConfigException
 
 from cli.errors import fail, full_commit
+from cli.fit import echo_fit, published_fit
 from cli.weights import load_or_exit, source_of
 from images.context import render_context
 from k8s import manifests
@@ -41,17 +43,23 @@ from weights.fetch import published_commit
     help="Find the commit the revision was last published as (instead of --weights-commit).",
 )
 @click.option("--image", help="Image reference (default: the spec's, or the official image).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead.")
 def render(
     spec_path: Path,
     out: Path,
     weights_commit: str | None,
     weights_root: Path | None,
     image: str | None,
+    as_json: bool,
 ) -> None:
     """Write every artifact of the spec's release into OUT: k8s/ (schema-validated for
     Kubernetes 1.29-1.33), monitoring/ (scrape job, rules, Alertmanager, Grafana, adapter,
     KEDA, Alloy, PodMonitor, PrometheusRule) and image/ (the build context). For GitOps:
-    commit them."""
+    commit them.
+
+    First the fit check (docs/sizing.md): the published weights' exact bytes and config.json
+    (with --weights-root; otherwise the spec's `sizing:`) against the GPUs; a release that
+    cannot fit is not rendered."""
     spec = load_or_exit(spec_path)
     if weights_commit is None:
         if weights_root is None:
@@ -64,6 +72,16 @@ def render(
         if spec.image.builder != "none":
             fail(f"builder '{spec.image.builder}' builds the image: pass --image with its tag")
         image = default_image(spec)
+    try:
+        fit = published_fit(spec, weights_root, weights_commit)
+    except WeightsError as error:
+        fail(str(error))
+    if not as_json:
+        echo_fit(fit)
+    if not fit.fits:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "fit": fit.to_json()}, indent=2))
+        fail("the release does not fit its GPUs; nothing rendered (change what the errors say)")
     release = Release(spec, weights_commit, image)
     objects = manifests.all_objects(release)
     problems = schema_problems(objects)
@@ -81,6 +99,18 @@ def render(
         context = render_context(spec).write(out / "image")
     except OSError as error:
         fail(f"cannot write into --out {out}: {error.strerror or error}; choose a writable folder")
+    if as_json:
+        document = {
+            "ok": True,
+            "release_id": release.release_id,
+            "objects": len(objects),
+            "k8s": str(folder),
+            "monitoring": str(out / "monitoring"),
+            "image": str(context),
+            "fit": fit.to_json(),
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
     click.echo(
         f"{release.release_id}: wrote {len(objects)} objects to {folder}, "
         f"{len(monitoring)} files to {out / 'monitoring'}, the image context to {context}"

@@ -18,6 +18,7 @@ from spec import load_spec
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, REPO_ROOT, SPEC_FILES
 from tests.fixtures.cluster import Kube
 from tests.k8s.conftest import release
+from weights.manifest import Manifest
 
 COMMIT = "d" * 40
 
@@ -56,7 +57,10 @@ def test_render_finds_the_published_commit(tmp_path: Path) -> None:
     (published / "refs").mkdir(parents=True)
     (published / "refs" / "main").write_text(COMMIT + "\n")
     (published / COMMIT).mkdir()
-    (published / COMMIT / "llm-rollout-manifest.json").write_text("{}")
+    # a published folder: render reads its manifest for the fit check
+    Manifest("llm-rollout/tiny-llama", "main", COMMIT, (), "2026-01-01T00:00:00Z").write(
+        published / COMMIT
+    )
     result = CliRunner().invoke(
         cli,
         [
