@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from assets.fit import build_fit_check
 from assets.image import build_image_asset
 from assets.release import build_gate_check, build_live_asset, build_release_asset
 from assets.weights import build_weights_asset, build_weights_check
@@ -40,7 +41,13 @@ def build_definitions(
             )
         ],
         asset_checks=[
-            check for spec in specs for check in (build_weights_check(spec), build_gate_check(spec))
+            check
+            for spec in specs
+            for check in (
+                build_weights_check(spec),
+                build_fit_check(spec),
+                build_gate_check(spec),
+            )
         ],
         jobs=[job for model in jobs.values() for job in model.all()],
         sensors=[

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets.fit import FIT_CHECK
 from assets.naming import asset_key, group_name
 from assets.release import MODEL_TAG, build_rollback_op, deploy_tags
 from spec import ReleaseSpec
@@ -50,7 +51,7 @@ def job_name(spec: ReleaseSpec, job: str) -> str:
 def weights_with_check(spec: ReleaseSpec) -> dg.AssetSelection:
     weights = asset_key(spec, "weights")
     return dg.AssetSelection.assets(weights).without_checks() | dg.AssetSelection.checks(
-        dg.AssetCheckKey(weights, "manifest_verifies")
+        dg.AssetCheckKey(weights, "manifest_verifies"), dg.AssetCheckKey(weights, FIT_CHECK)
     )
 
 
