@@ -25,6 +25,7 @@ COPY images/ images/
 COPY k8s/ k8s/
 COPY monitoring/ monitoring/
 COPY rollout/ rollout/
+COPY router/ router/
 RUN pip install --no-compile . \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin dagster \
     && mkdir -p "$DAGSTER_HOME" \

@@ -24,8 +24,8 @@ mypy spec weights images k8s monitoring rollout
 FAST_WORKERS="${LLM_ROLLOUT_TEST_WORKERS:-3}"
 if [ "${1:-}" = "--fast" ]; then
   shift
-  say "pytest (fast: no real vLLM, no daemon) $*"
-  exec pytest -m "not real_vllm and not daemon" -p no:cacheprovider -n "$FAST_WORKERS" "$@"
+  say "pytest (fast: no real vLLM, no daemon, no wheel install) $*"
+  exec pytest -m "not real_vllm and not daemon and not slow" -p no:cacheprovider -n "$FAST_WORKERS" "$@"
 fi
 if [ $# -gt 0 ]; then
   say "pytest $*"

@@ -7,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ from tests.conftest import REPO_ROOT
 
 # The packages the wheel installs (pyproject's packages.find); sandbox/, tests/ and bench/
 # stay in the source checkout.
-PRODUCT_PACKAGES = (
-    "spec", "cli", "pipelines", "assets", "weights", "images", "k8s", "monitoring", "rollout",
-)  # fmt: skip
+PRODUCT_PACKAGES = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+)
 OUTSIDE_THE_PRODUCT = {"sandbox", "tests", "bench"}
 
 
@@ -39,6 +43,11 @@ def imported_modules(path: Path) -> set[str]:
             if called in ("import_module", "__import__") and isinstance(first, ast.Constant):
                 names.add(str(first.value))
     return names
+
+
+def test_the_product_packages_are_the_ones_the_wheel_installs() -> None:
+    assert "cli" in PRODUCT_PACKAGES
+    assert not set(PRODUCT_PACKAGES) & OUTSIDE_THE_PRODUCT
 
 
 def product_modules() -> list[Path]:

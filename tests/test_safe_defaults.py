@@ -7,6 +7,7 @@ import re
 
 from spec import load_spec, spec_files
 from tests.conftest import DEMO_SPEC, EXAMPLES_DIR, REPO_ROOT
+from tests.test_import_rule import PRODUCT_PACKAGES
 
 DOCKERFILE = REPO_ROOT / "images" / "user-code.Dockerfile"
 
@@ -32,12 +33,21 @@ def test_the_demo_spec_lives_with_the_sandbox() -> None:
     assert used_by_the_demo == DEMO_SPEC
 
 
-def test_the_user_code_image_copies_no_examples_sandbox_or_tests() -> None:
+def copied_sources() -> set[str]:
+    """The top-level paths of the repository the user-code image COPYs."""
     copied = [
         line.split()[1:-1]
         for line in DOCKERFILE.read_text().splitlines()
         if re.match(r"\s*(COPY|ADD)\s", line)
     ]
-    sources = {source.rstrip("/").split("/")[0] for sources in copied for source in sources}
-    assert sources, "no COPY found"
-    assert not sources & {"examples", "sandbox", "tests", "bench", "scripts", ".", "*"}
+    return {source.rstrip("/").split("/")[0] for sources in copied for source in sources}
+
+
+def test_the_user_code_image_copies_no_examples_sandbox_or_tests() -> None:
+    assert not copied_sources() & {"examples", "sandbox", "tests", "bench", "scripts", ".", "*"}
+
+
+def test_the_user_code_image_copies_every_product_package() -> None:
+    # `pip install .` in the image installs only what was copied: a package left out is a
+    # code location that fails to import in the cluster
+    assert set(PRODUCT_PACKAGES) <= copied_sources()
