@@ -16,6 +16,8 @@ from router.proxy import Router
 
 log = logging.getLogger(__name__)
 
+ROUTER = web.AppKey("router", Router)
+
 # Enough for streams that finish their last tokens, short of a Pod's default 30 s grace period.
 SHUTDOWN_TIMEOUT_SECONDS = 20.0
 
@@ -28,7 +30,7 @@ def build(config_path: Path, reload_interval: float = RELOAD_INTERVAL_SECONDS) -
         config_path, data, router.reloaded, router.reload_failed, reload_interval
     )
     app = router.app(watcher.run)
-    app["router"] = router
+    app[ROUTER] = router
     return app
 
 
@@ -56,7 +58,7 @@ class RouterThread:
         reload_interval: float = RELOAD_INTERVAL_SECONDS,
     ) -> None:
         self.app = build(config_path, reload_interval)
-        self.router: Router = self.app["router"]
+        self.router: Router = self.app[ROUTER]
         self._host, self._port = host, port
         self._loop = asyncio.new_event_loop()
         self._runner = web.AppRunner(self.app, handler_cancellation=True)

@@ -100,6 +100,9 @@ class StandinHandler(BaseHTTPRequestHandler):
     """Serves one stand-in."""
 
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: with Nagle's algorithm on, the body waits
+    # for the client's delayed ACK (40 ms a request), which uvicorn (vLLM's server) avoids
+    disable_nagle_algorithm = True
     standin: ClassVar[OpenAIStandin]
 
     def log_message(self, format: str, *args: Any) -> None:
