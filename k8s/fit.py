@@ -404,7 +404,7 @@ def _more_gpus_advice(spec: ReleaseSpec, weights_bytes: int, usable: int, overhe
         f"tensor_parallel_size {tp}"
         if tp <= per_node
         else f"{tp} GPUs (tensor_parallel_size {per_node} × pipeline_parallel_size "
-        f"{-(-tp // per_node)} across nodes)"
+        f"{-(-tp // per_node)} across nodes; multi-node replicas are not rendered yet)"
     )
     return (
         f"use at least {where} of this product, a GPU with more memory, or quantized "

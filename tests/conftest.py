@@ -12,7 +12,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The bundled example specs: never loaded unless a user copies one into a models folder.
 EXAMPLES_DIR = REPO_ROOT / "examples"
-DEEPSEEK_SPEC = EXAMPLES_DIR / "deepseek-v4.yaml"
+# The seed deployment's shape as a test fixture (not a model that fits: see examples/).
+DEEPSEEK_SPEC = REPO_ROOT / "tests" / "fixtures" / "deepseek-v4.yaml"
 # The demo's own spec lives with the sandbox, outside every models folder.
 DEMO_SPEC = REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml"
 # The specs the tests use, by model name.

@@ -194,7 +194,7 @@ def test_deepseek_v3_on_the_seeds_two_a100s_is_refused_saying_what_would_fit() -
     message = report.problems[0].message
     assert "the weights need 320.4 GiB per GPU" in message
     # 688 GB over ~68.9 GiB free per A100 → 10 GPUs → 16 as a TP size: two nodes of 8
-    assert "16 GPUs (tensor_parallel_size 8 × pipeline_parallel_size 2 across nodes)" in message
+    assert "16 GPUs (tensor_parallel_size 8 × pipeline_parallel_size 2 across nodes;" in message
     assert "quantized" in message
     assert report.summary().startswith("does NOT fit")
 

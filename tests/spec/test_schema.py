@@ -13,7 +13,7 @@ from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, EXAMPLES_DIR, MINIMAL_SPEC
 
 def test_bundled_specs_are_valid() -> None:
     examples = load_specs(spec_files(EXAMPLES_DIR))
-    assert {spec.name for spec in examples} == {"deepseek-v4"}
+    assert {spec.name for spec in examples} == {"deepseek-v3", "deepseek-r1-distill-70b"}
     assert load_spec(DEMO_SPEC).name == "demo-tiny"
 
 
