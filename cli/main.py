@@ -13,6 +13,7 @@ from cli.errors import CommandGroup
 from cli.fit import validate_fit
 from cli.gate import gate
 from cli.image import image
+from cli.plan import plan
 from cli.release import render, status
 from cli.router import router
 from cli.weights import weights
@@ -164,6 +165,7 @@ def _expand_collecting(paths: tuple[Path, ...]) -> tuple[list[Path], list[Locate
 
 cli.add_command(weights)
 cli.add_command(render)
+cli.add_command(plan)
 cli.add_command(status)
 cli.add_command(image)
 cli.add_command(gate)

@@ -152,11 +152,14 @@ class ClusterClient:
 
     # -- basic operations ---------------------------------------------------------------
 
-    def apply(self, obj: Obj, force: bool = False) -> Obj:
-        """Server-side apply `obj` as our field manager; idempotent, so safe to retry."""
+    def apply(self, obj: Obj, force: bool = False, dry_run: bool = False) -> Obj:
+        """Server-side apply `obj` as our field manager; idempotent, so safe to retry. With
+        `dry_run` the server answers with the result and persists nothing (dryRun=All)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
         path = self._path(kind, obj["metadata"].get("namespace"), name)
         query = [("fieldManager", self.field_manager), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
 
         def call() -> Obj:
             return self._call("PATCH", path, query, obj, "application/apply-patch+yaml")

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.conftest import DEMO_SPEC
+from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC
 
 SPEC = str(DEMO_SPEC)
+DEEPSEEK = str(DEEPSEEK_SPEC)
 COMMIT = "d" * 40
 
 # (command words, arguments after them, what the error line must say). `{tmp}` is a fresh
@@ -30,6 +31,9 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("render", ["{binary}", "--out", "{tmp}/out"], "a binary file"),
     ("status", [SPEC, "--kubeconfig", "{tmp}/no-such-kubeconfig"], "set KUBECONFIG"),
     ("status", [SPEC], "set KUBECONFIG or pass --kubeconfig"),  # none at all
+    ("plan", [SPEC, "--weights-commit", COMMIT], "set KUBECONFIG or pass --kubeconfig"),
+    ("plan", [DEEPSEEK, "--weights-commit", COMMIT], "pass --image"),
+    ("plan", [SPEC, "--weights-commit", "abc"], "not a full commit"),
     ("status", ["{binary}"], "a binary file"),
     ("weights fetch", ["{binary}", "--root", "{tmp}"], "a binary file"),
     ("weights verify", [SPEC, "--root", "{tmp}/nowhere"], "is not published under"),
