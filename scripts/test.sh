@@ -19,7 +19,7 @@ say "ruff"
 ruff check .
 ruff format --check .
 say "mypy (domain packages)"
-mypy spec weights images k8s monitoring rollout
+mypy spec weights images k8s monitoring rollout router
 # The quick tests mostly wait on local servers: a few workers overlap the waits.
 FAST_WORKERS="${LLM_ROLLOUT_TEST_WORKERS:-3}"
 if [ "${1:-}" = "--fast" ]; then
