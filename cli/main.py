@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from cli.errors import CommandGroup
 from cli.fit import validate_fit
@@ -19,6 +18,7 @@ from cli.router import router
 from cli.weights import weights
 from k8s.dagster.scaleout import dagster_rbac
 from k8s.validation import schema_problems
+from k8s.yaml_text import to_yaml_all
 from monitoring.quality import QualityError, load_prompts
 from spec import LocatedProblem, ReleaseSpec, SpecFileError, load_all, load_specs, spec_files
 
@@ -136,7 +136,7 @@ def dagster_rbac_command(paths: tuple[Path, ...], namespace: str, service_accoun
         click.echo(f"error: {schema_problem}", err=True)
     if schema:
         sys.exit(1)
-    click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+    click.echo(to_yaml_all(objects), nl=False)
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:

@@ -9,40 +9,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import yaml
 from kubernetes.config import ConfigException
 
-from cli.errors import fail, full_commit
+from cli.errors import fail
 from cli.fit import echo_fit, published_fit
-from cli.weights import load_or_exit, source_of
+from cli.release_inputs import release_options, resolve_release
+from cli.weights import load_or_exit
 from images.context import render_context
 from k8s import manifests
 from k8s.cluster import ClusterClient, ClusterError
 from k8s.history import ReleaseHistory
 from k8s.labels import deployment_name
-from k8s.release import Release, default_image
 from k8s.validation import schema_problems
+from k8s.yaml_text import to_yaml
 from monitoring.artifacts import write_monitoring
 from rollout.store import RolloutStore
 from weights.errors import WeightsError
-from weights.fetch import published_commit
 
 
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option(
-    "--weights-commit",
-    callback=full_commit,
-    help="The published weights commit (40 hex) to deploy; or give --weights-root.",
-)
-@click.option(
-    "--weights-root",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="LLM_ROLLOUT_WEIGHTS_ROOT",
-    help="Find the commit the revision was last published as (instead of --weights-commit).",
-)
-@click.option("--image", help="Image reference (default: the spec's, or the official image).")
+@release_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead.")
 def render(
     spec_path: Path,
@@ -61,19 +49,9 @@ def render(
     (with --weights-root; otherwise the spec's `sizing:`) against the GPUs; a release that
     cannot fit is not rendered."""
     spec = load_or_exit(spec_path)
-    if weights_commit is None:
-        if weights_root is None:
-            fail("give --weights-commit, or --weights-root where the weights are published")
-        try:
-            weights_commit = published_commit(weights_root, source_of(spec))
-        except WeightsError as error:
-            fail(str(error))
-    if image is None:
-        if spec.image.builder != "none":
-            fail(f"builder '{spec.image.builder}' builds the image: pass --image with its tag")
-        image = default_image(spec)
+    release = resolve_release(spec, weights_commit, weights_root, image)
     try:
-        fit = published_fit(spec, weights_root, weights_commit)
+        fit = published_fit(spec, weights_root, release.weights_commit)
     except WeightsError as error:
         fail(str(error))
     if not as_json:
@@ -82,7 +60,6 @@ def render(
         if as_json:
             click.echo(json.dumps({"ok": False, "fit": fit.to_json()}, indent=2))
         fail("the release does not fit its GPUs; nothing rendered (change what the errors say)")
-    release = Release(spec, weights_commit, image)
     objects = manifests.all_objects(release)
     problems = schema_problems(objects)
     for problem in problems:
@@ -94,7 +71,7 @@ def render(
         folder.mkdir(parents=True, exist_ok=True)
         for index, obj in enumerate(objects):
             name = f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-            (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+            (folder / name).write_text(to_yaml(obj))
         monitoring = write_monitoring(spec, out / "monitoring")
         context = render_context(spec).write(out / "image")
     except OSError as error:

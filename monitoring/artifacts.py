@@ -12,9 +12,9 @@ from typing import Any
 
 # a dependency of kubernetes-validate (which validates our Kubernetes objects); no stubs
 import jsonschema  # type: ignore[import-untyped]
-import yaml
 
 from k8s.labels import common_labels
+from k8s.yaml_text import to_yaml
 from monitoring.adapter import adapter_rules, keda_scaled_object
 from monitoring.alertmanager import alertmanager_config
 from monitoring.dashboard import dashboard
@@ -91,21 +91,19 @@ def operator_schema_problems(objects: Iterable[dict[str, Any]]) -> list[str]:
 def monitoring_files(spec: ReleaseSpec, prometheus_url: str = DEFAULT_PROMETHEUS) -> dict[str, str]:
     """File name → content."""
     files = {
-        "prometheus-scrape-job.yml": yaml.safe_dump(
-            {"scrape_configs": [scrape_job(spec)]}, sort_keys=False
-        ),
-        "rules.yml": yaml.safe_dump(rule_groups(spec), sort_keys=False),
-        "alertmanager.yml": yaml.safe_dump(alertmanager_config(), sort_keys=False),
+        "prometheus-scrape-job.yml": to_yaml({"scrape_configs": [scrape_job(spec)]}),
+        "rules.yml": to_yaml(rule_groups(spec)),
+        "alertmanager.yml": to_yaml(alertmanager_config()),
         "grafana-dashboard.json": json.dumps(dashboard(spec), indent=2),
-        "prometheus-adapter-rules.yml": yaml.safe_dump(adapter_rules(spec), sort_keys=False),
+        "prometheus-adapter-rules.yml": to_yaml(adapter_rules(spec)),
         "alloy.river": alloy_config(spec),
         # for the Prometheus Operator: instead of the scrape job and rules.yml
-        "podmonitor.yml": yaml.safe_dump(pod_monitor(spec), sort_keys=False),
-        "prometheusrule.yml": yaml.safe_dump(prometheus_rule(spec), sort_keys=False),
+        "podmonitor.yml": to_yaml(pod_monitor(spec)),
+        "prometheusrule.yml": to_yaml(prometheus_rule(spec)),
     }
     keda = keda_scaled_object(spec, prometheus_url)
     if keda is not None:
-        files["keda-scaledobject.yml"] = yaml.safe_dump(keda, sort_keys=False)
+        files["keda-scaledobject.yml"] = to_yaml(keda)
     return files
 
 

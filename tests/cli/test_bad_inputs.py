@@ -28,6 +28,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("render", [SPEC, "--out", "/proc/llm-rollout", "--weights-commit", COMMIT], "--out"),
     ("render", [SPEC, "--out", "{tmp}/out", "--weights-commit", "abc"], "not a full commit"),
     ("render", [SPEC, "--out", "{tmp}/out"], "give --weights-commit"),
+    ("render", [DEEPSEEK, "--out", "{tmp}/out", "--weights-commit", COMMIT], "pass --image"),
     ("render", ["{binary}", "--out", "{tmp}/out"], "a binary file"),
     ("status", [SPEC, "--kubeconfig", "{tmp}/no-such-kubeconfig"], "set KUBECONFIG"),
     ("status", [SPEC], "set KUBECONFIG or pass --kubeconfig"),  # none at all

@@ -88,7 +88,7 @@ def test_render_says_what_is_missing(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 1
-    assert "builder 'kaniko' builds the image: pass --image" in result.output
+    assert "image.builder is 'kaniko', so the image is built: pass --image" in result.output
 
 
 def test_status_shows_live_releases(kube: Kube) -> None:
