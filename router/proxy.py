@@ -41,10 +41,6 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Shadow copies must never starve real traffic: past this many in flight, copies are skipped.
 MAX_SHADOW_IN_FLIGHT = 32
-# Headers that describe one hop's connection, never forwarded (RFC 9110 §7.6.1).
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
-)
 
 
 class UpstreamFailure(Exception):
@@ -341,8 +337,8 @@ class Router:
         except aiohttp.ClientError as error:
             response.close()
             raise UpstreamFailure("error", 502, f"{url} broke off its answer: {error}") from error
-        except UpstreamFailure:
-            response.close()
+        except (UpstreamFailure, asyncio.CancelledError):
+            response.close()  # the client left or the answer is refused: free the connection
             raise
         return Opened(response, first)
 
