@@ -33,6 +33,9 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME_LENGTH = 40
 # A namespace is a plain RFC 1123 label: nothing is appended to it.
 MAX_NAMESPACE_LENGTH = 63
+# An owner Dagster accepts (dagster/_core/definitions/utils.py is_valid_owner): an email
+# address by its is_valid_email pattern, or 'team:' and a name.
+OWNER_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,7}\b")
 # A Kubernetes label value (apimachinery validation.IsValidLabelValue): at most 63
 # characters, alphanumeric at both ends, '-', '_' and '.' inside.
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -456,6 +459,11 @@ class ReleaseSpec(SpecModel):
 
     name: str = Field(description="DNS label naming the model's Kubernetes objects.")
     namespace: str = Field("llm-serving", description="Namespace the model is served in.")
+    owners: list[str] = Field(
+        default_factory=list,
+        description="Who answers for the model: email addresses or 'team:<name>', shown as "
+        "the owners of its assets in Dagster.",
+    )
     source: Source
     storage: Storage
     serving: Serving
@@ -480,6 +488,17 @@ class ReleaseSpec(SpecModel):
     @classmethod
     def _namespace(cls, value: str) -> str:
         return _dns_label(value, MAX_NAMESPACE_LENGTH, "")
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, value: list[str]) -> list[str]:
+        for owner in value:
+            if not (OWNER_EMAIL.fullmatch(owner) or (owner.startswith("team:") and len(owner) > 5)):
+                raise ValueError(
+                    f"'{owner}' is not an owner Dagster accepts: give an email address "
+                    "or 'team:<name>'"
+                )
+        return value
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> ReleaseSpec:
