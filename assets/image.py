@@ -8,8 +8,10 @@ import dagster as dg
 from pydantic import Field
 
 from assets.naming import asset_key, group_name
+from assets.versions import image_version
 from images.builders import BuildFailed
 from images.context import ImageError, render_context
+from k8s.release import default_image
 from pipelines.resources import ImageBuilder
 from spec import ReleaseSpec
 
@@ -32,10 +34,13 @@ def build_image_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         group_name=group_name(spec),
         kinds={"docker"} if builder_name != "kaniko" else {"kubernetes"},
         description=(
-            f"The vLLM {spec.serving.vllm_version} serving image ({spec.image.base} base, "
-            f"builder `{builder_name}`): its build context is rendered from templates and "
-            "tagged by a hash of its content, so it is rebuilt only when something changed."
+            f"The prebuilt serving image `{default_image(spec)}` (builder none), by digest."
+            if builder_name == "none"
+            else f"vLLM {spec.serving.vllm_version} serving image ({spec.image.base} base, "
+            f"builder `{builder_name}`), tagged by its build context's hash."
         ),
+        owners=spec.owners,
+        code_version=image_version(spec),
         retry_policy=dg.RetryPolicy(max_retries=1, delay=30),  # a push can flake; builds are
         tags={"llm-rollout/model": spec.name},  # idempotent (the tag check skips a rebuild)
     )

@@ -11,6 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.naming import asset_key, group_name
+from assets.versions import weights_version
 from pipelines.resources import WeightsStore
 from spec import ReleaseSpec
 from weights.errors import (
@@ -82,12 +83,13 @@ def build_weights_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(spec, "weights"),
         group_name=group_name(spec),
-        kinds={"huggingface", "nfs"},
+        kinds={"huggingface", "nfs" if spec.storage.nfs else "pvc"},
         description=(
-            f"Weights of `{spec.source.repo}` at `{spec.source.revision}`, pinned to a commit, "
-            "downloaded, verified file by file against the Hub's own hashes (sha256 for LFS "
-            "files, git sha1 for the rest) and published atomically as an immutable folder."
+            f"`{spec.source.repo}` at `{spec.source.revision}`: pinned to a commit, verified "
+            "against the Hub's hashes, published atomically."
         ),
+        owners=spec.owners,
+        code_version=weights_version(spec),
         retry_policy=dg.RetryPolicy(max_retries=2, delay=30),  # reruns resume staged bytes
         tags={"llm-rollout/model": spec.name},
     )
