@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from assets.naming import asset_key, group_name
+from assets.versions import release_version
 from k8s.cluster import ClusterError, RolloutStatus
 from k8s.history import History, ReleaseHistory, UnknownRelease
 from k8s.lifecycle import Lifecycle
@@ -104,15 +105,16 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         deps=[asset_key(spec, "weights"), asset_key(spec, "image")],
         kinds={"kubernetes", "vllm"},
         description=(
-            f"The newest release of `{spec.name}` (weights commit + image + serving config), "
+            f"The newest release of `{spec.name}` (weights + image + serving config), "
             + (
-                f"started as a {spec.rollout.canary_replicas}-pod canary beside stable; the gate "
-                "sensor compares it with stable and promotes or rolls it back."
+                f"started as a {spec.rollout.canary_replicas}-pod canary that the release "
+                "controller promotes or rolls back."
                 if strategy == "canary"
                 else "rolled out over stable with zero unavailable pods."
             )
-            + " The first release of a model is installed as stable directly."
         ),
+        owners=spec.owners,
+        code_version=release_version(spec),
         tags={MODEL_TAG: spec.name},
     )
     def release(
@@ -213,12 +215,11 @@ def build_live_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         kinds={"kubernetes"},
         output_required=False,
         description=(
-            f"The release every user of `{spec.name}` is served (the stable Deployment). "
-            "Materialized by promoting the canary once the release controller decided so "
-            "(the gate sensor launches it); in any other run — Materialize all, a selection — "
-            "it promotes nothing and is not materialized. A person may promote anyway with "
-            "`override_reason`, which is recorded."
+            f"The release serving `{spec.name}`'s users: materialized only by a promotion the "
+            "release controller decided, or one by hand with a recorded `override_reason`."
         ),
+        owners=spec.owners,
+        code_version=release_version(spec),
         tags={MODEL_TAG: spec.name},
     )
     def live(
