@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEEPSEEK_SPEC, REPO_ROOT
+from tests.conftest import EXAMPLES_DIR, REPO_ROOT
 from tests.test_import_rule import OUTSIDE_THE_PRODUCT, PRODUCT_PACKAGES
 
 # installing Dagster and the Kubernetes client into a fresh virtualenv takes minutes
 pytestmark = [pytest.mark.slow, pytest.mark.late]
+# a bundled example, as a new user would start from one
+EXAMPLE = sorted(EXAMPLES_DIR.glob("*.yaml"))[0]
 INSTALL_TIMEOUT_SECONDS = 1200
 COMMAND_TIMEOUT_SECONDS = 300
 NOT_SOURCE = shutil.ignore_patterns(
@@ -86,12 +88,10 @@ def test_the_installed_cli_validates_and_renders_an_example(
     bin_dir = installed / "bin"
     help_text = run([str(bin_dir / "llm-rollout"), "--help"], cwd=tmp_path, env=env).stdout
     assert "validate" in help_text and "render" in help_text
-    validated = run(
-        [str(bin_dir / "llm-rollout"), "validate", str(DEEPSEEK_SPEC)], cwd=tmp_path, env=env
-    )
-    assert "deepseek-v4.yaml: ok" in validated.stdout
+    validated = run([str(bin_dir / "llm-rollout"), "validate", str(EXAMPLE)], cwd=tmp_path, env=env)
+    assert f"{EXAMPLE.name}: ok" in validated.stdout
     render = [
-        *(str(bin_dir / "llm-rollout"), "render", str(DEEPSEEK_SPEC)),
+        *(str(bin_dir / "llm-rollout"), "render", str(EXAMPLE)),
         *("--out", str(tmp_path / "out"), "--weights-commit", "a" * 40),
         *("--image", "registry.example.com/llm/vllm:1"),
     ]
@@ -107,7 +107,7 @@ def test_the_installed_cli_validates_and_renders_an_example(
 def test_the_installed_code_location_loads(installed: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copy(DEEPSEEK_SPEC, models / DEEPSEEK_SPEC.name)
+    shutil.copy(EXAMPLE, models / EXAMPLE.name)
     (tmp_path / "home").mkdir()
     env = clean_env(
         installed, LLM_ROLLOUT_MODELS_DIR=str(models), DAGSTER_HOME=str(tmp_path / "home")
