@@ -61,3 +61,23 @@ def test_the_link_finder_sees_links_and_skips_code(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert relative_links(page) == ["a.md", "shots/b.png"]
+
+
+def test_every_command_is_in_the_cli_reference() -> None:
+    import click
+
+    from cli.main import cli
+
+    def paths(group: click.Group, prefix: str) -> list[str]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += paths(command, f"{prefix}{name} ")
+            else:
+                found.append(f"{prefix}{name}")
+        return found
+
+    reference = (REPO_ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = [path for path in paths(cli, "llm-rollout ") if f"`{path}" not in reference]
+    assert not missing, f"docs/cli.md does not document {missing}"
+    assert "## Exit codes" in reference
