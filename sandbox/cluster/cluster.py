@@ -22,6 +22,7 @@ from sandbox.cluster.api import KUBERNETES_VERSION, ApiServer
 from sandbox.cluster.controllers import DeploymentController
 from sandbox.cluster.jobs import JobController
 from sandbox.cluster.kubelet import Kubelet, nfs_path
+from sandbox.cluster.leaderworkerset import LeaderWorkerSetController
 from sandbox.cluster.objects import Obj, iso, labels, now, pod_is_ready
 from sandbox.cluster.proxy import ServiceProxy
 from sandbox.cluster.runtimes import ImageRegistry
@@ -132,6 +133,7 @@ class SandboxCluster(Running):
         self.api = ApiServer(self.store, self.kubelet.read_log)
         self.deployments = DeploymentController(self.store, self.record_event)
         self.jobs = JobController(self.store)
+        self.leaderworkersets = LeaderWorkerSetController(self.store, self.record_event)
         self.scheduler = Scheduler(self.store, self.record_event)
         self._proxies: dict[tuple[str, str, int], ServiceProxy] = {}
         self._service_ips = (f"127.{self.network}.1.{n}" for n in range(1, 255))
@@ -201,6 +203,7 @@ class SandboxCluster(Running):
             self._bind_claims,
             self.deployments.reconcile,
             self.jobs.reconcile,
+            self.leaderworkersets.reconcile,
             self.scheduler.schedule,
             self.kubelet.sync,
             self._sync_services,

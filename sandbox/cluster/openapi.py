@@ -29,13 +29,27 @@ SCHEMA_VERSION = "v1.31.0"
 SCHEMA_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+# The LeaderWorkerSet CRD's schema, vendored with the product (k8s/schemas/README.md).
+LWS_SCHEMA = (
+    Path(__file__).parents[2]
+    / "k8s"
+    / "schemas"
+    / "leaderworkerset.x-k8s.io_v1_leaderworkerset.json"
+)
 
 
 @functools.cache
 def json_schema_definitions() -> dict[str, Schema]:
-    """kubernetes-validate's definitions (JSON Schema 2020-12, `#/$defs/` references)."""
+    """kubernetes-validate's definitions (JSON Schema 2020-12, `#/$defs/` references), and
+    the CRDs the sandbox serves (their openAPIV3Schema, as an API server publishes a CRD's)."""
     path = SCHEMA_DIR / f"{SCHEMA_VERSION}-local" / "_definitions.json"
-    return json.loads(path.read_text())["$defs"]  # type: ignore[no-any-return]
+    found: dict[str, Schema] = json.loads(path.read_text())["$defs"]
+    lws = json.loads(LWS_SCHEMA.read_text())
+    lws["x-kubernetes-group-version-kind"] = [
+        {"group": "leaderworkerset.x-k8s.io", "version": "v1", "kind": "LeaderWorkerSet"}
+    ]
+    found["io.x-k8s.leaderworkerset.v1.LeaderWorkerSet"] = lws
+    return found
 
 
 def _to_openapi(node: Any, prefix: str) -> Any:

@@ -84,6 +84,16 @@ RESOURCES: tuple[Resource, ...] = (
         False,
     ),
     Resource("events.k8s.io", "v1", "events", "Event", True, ("ev",), (), False),
+    # the LeaderWorkerSet CRD (kubernetes-sigs/lws): multi-node replicas
+    Resource(
+        "leaderworkerset.x-k8s.io",
+        "v1",
+        "leaderworkersets",
+        "LeaderWorkerSet",
+        True,
+        ("lws",),
+        ("status",),
+    ),
 )
 
 
