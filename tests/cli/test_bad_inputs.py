@@ -45,6 +45,8 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("gate", [SPEC], "'--prometheus'"),
     ("gate", ["{binary}", "--prometheus", "http://127.0.0.1:9"], "a binary file"),
     ("schema", ["--bogus"], "No such option"),
+    ("router check", ["{tmp}/nope.yaml"], "cannot read"),
+    ("router serve", ["{binary}", "--port", "0"], "not YAML or JSON"),
 ]
 
 
