@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8s.cluster import ClusterClient, ClusterError
+from k8s.leaderworkerset import group_size
 from spec import ReleaseSpec
 from spec.quantity import parse_quantity
 
@@ -80,10 +81,13 @@ def gpu_capacity(cluster: ClusterClient, spec: ReleaseSpec) -> GpuCapacity:
 
 
 def require_gpus(cluster: ClusterClient, spec: ReleaseSpec, pods: int, purpose: str) -> GpuCapacity:
-    """Refuse, with the numbers, when `pods` more pods of the spec cannot get their GPUs."""
+    """Refuse, with the numbers, when `pods` more replicas of the spec cannot get their GPUs:
+    each pod of a replica on one node (a multi-node replica is `group_size` pods, one node's
+    GPUs each)."""
     capacity = gpu_capacity(cluster, spec)
-    per_pod = spec.resources.gpus
-    needed = pods * per_pod
+    size = group_size(spec)
+    per_pod = spec.resources.gpus // size
+    needed = pods * spec.resources.gpus
     where = (
         f"nodes labelled nvidia.com/gpu.product={spec.resources.gpu_product}"
         if spec.resources.gpu_product
@@ -91,12 +95,13 @@ def require_gpus(cluster: ClusterClient, spec: ReleaseSpec, pods: int, purpose: 
     )
     if needed > capacity.free:
         raise InsufficientGpus(
-            f"{purpose} needs {needed} GPU(s) ({pods} pod(s) × {per_pod}) but only "
+            f"{purpose} needs {needed} GPU(s) ({pods} pod(s) × {spec.resources.gpus}) but only "
             f"{capacity.free} of the {capacity.allocatable} on {capacity.nodes} {where} are free "
             f"({capacity.used} in use). Free GPUs, lower rollout.canary_replicas or "
             "rollout.max_surge, or use the 'rolling' strategy with max_unavailable 1"
         )
-    if capacity.placeable(per_pod) < pods:
+    placeable = capacity.placeable(per_pod) // size
+    if placeable < pods:
         largest = max((free for _, free in capacity.free_by_node), default=0)
         per_node = ", ".join(f"{name} {free}" for name, free in capacity.free_by_node)
         advice = (
@@ -107,10 +112,14 @@ def require_gpus(cluster: ClusterClient, spec: ReleaseSpec, pods: int, purpose: 
             "rollout.canary_replicas or rollout.max_surge, or use the 'rolling' strategy with "
             "max_unavailable 1"
         )
+        shape = (
+            f"{pods} pod(s) of {per_pod} GPU(s), each on one node"
+            if size == 1
+            else f"{pods} replica(s) of {size} pods × {per_pod} GPU(s), each pod on one node"
+        )
         raise InsufficientGpus(
-            f"{purpose} needs {pods} pod(s) of {per_pod} GPU(s), each on one node, but only "
-            f"{capacity.placeable(per_pod)} fit: {capacity.free} GPUs are free on "
-            f"{capacity.nodes} {where}, at most {largest} on one node (free per node: "
+            f"{purpose} needs {shape}, but only {placeable} fit: {capacity.free} GPUs are free "
+            f"on {capacity.nodes} {where}, at most {largest} on one node (free per node: "
             f"{per_node}). {advice[0].upper()}{advice[1:]}"
         )
     return capacity

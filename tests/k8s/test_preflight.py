@@ -124,3 +124,19 @@ def test_a_replica_wider_than_any_node_says_so(cluster: ClusterClient) -> None:
     with pytest.raises(InsufficientGpus) as refused:
         require_gpus(cluster, spec(8, gpus_per_node=8), 1, "the canary")
     assert "A replica's 8 GPUs exceed every node's allocatable GPUs" in str(refused.value)
+
+
+def test_a_multi_node_replica_needs_a_node_per_pod(cluster: ClusterClient) -> None:
+    # TP 4 × PP 2 on 4-GPU A100 nodes: a replica is two pods of 4 GPUs on two nodes
+    wide = ReleaseSpec.model_validate(
+        merged(
+            MINIMAL_SPEC,
+            {
+                "serving": {"tensor_parallel_size": 4, "pipeline_parallel_size": 2},
+                "resources": {"gpus": 8, "gpus_per_node": 4, "gpu_product": GPU_PRODUCT},
+            },
+        )
+    )
+    assert require_gpus(cluster, wide, 1, "the canary").placeable(4) == 2
+    with pytest.raises(InsufficientGpus, match=r"needs 16 GPU\(s\) .* only 8 of the 8"):
+        require_gpus(cluster, wide, 2, "the promotion")
