@@ -404,7 +404,7 @@ def _more_gpus_advice(spec: ReleaseSpec, weights_bytes: int, usable: int, overhe
         f"tensor_parallel_size {tp}"
         if tp <= per_node
         else f"{tp} GPUs (tensor_parallel_size {per_node} × pipeline_parallel_size "
-        f"{-(-tp // per_node)} across nodes; multi-node replicas are not rendered yet)"
+        f"{-(-tp // per_node)} across nodes; multi-node releases are not deployed yet)"
     )
     return (
         f"use at least {where} of this product, a GPU with more memory, or quantized "
@@ -422,9 +422,10 @@ def _placement_problems(spec: ReleaseSpec) -> list[Problem]:
         Problem(
             "resources.gpus",
             f"{resources.gpus} GPUs per replica span {nodes} nodes of {resources.gpus_per_node}, "
-            "but a replica is one pod on one node (multi-node replicas with LeaderWorkerSet "
-            "are not rendered yet); no scheduler could place it. Use GPUs with more memory, "
-            "quantized weights, or nodes with more GPUs",
+            "but the release flow deploys a replica as one pod on one node (multi-node "
+            "replicas render as LeaderWorkerSets, k8s/leaderworkerset.py, but are not deployed "
+            "yet); no scheduler could place it. Use GPUs with more memory, quantized weights, "
+            "or nodes with more GPUs",
         )
     ]
 
