@@ -331,7 +331,10 @@ def apply(
     previous = owners.get(me, set())
     result: dict[str, Any] = merge(live, applied)
     others = set().union(*(paths for who, paths in owners.items() if who != me))
-    for path in sorted(previous - new_paths - others, key=len, reverse=True):
+    # shortest first: a list item nobody owns any more goes whole (typed/remove.go) before
+    # its fields would be deleted one by one — deleting a key field first (a port) left the
+    # rest of the item behind, no longer matching its own key
+    for path in sorted(previous - new_paths - others, key=len):
         if not any(other[: len(path)] == path for other in others):
             delete_path(result, path, others | new_paths)
     changed, removed = _changes(live, result)

@@ -113,3 +113,15 @@ def test_field_changes_name_the_leaves_that_differ(
     before: dict, after: dict, expected: list[FieldChange]
 ) -> None:
     assert list(field_changes(before, after)) == expected
+
+
+def test_a_changed_port_shows_as_the_ports_field_of_its_named_item(
+    cluster: ClusterClient, spec: ReleaseSpec
+) -> None:
+    install(cluster, objects_of(spec))
+    changed = manifests.service(spec)
+    name = changed["spec"]["ports"][0]["name"]
+    before = changed["spec"]["ports"][0]["port"]
+    changed["spec"]["ports"][0]["port"] = before + 1
+    (service,) = plan_objects(cluster, [changed]).objects
+    assert FieldChange(f"spec.ports[{name}].port", before, before + 1) in service.changes

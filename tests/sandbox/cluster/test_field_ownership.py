@@ -270,3 +270,32 @@ def test_force_conflicts_with_a_partial_container_list_merges_by_name(
         'k:{"name":"B"}' not in vllm_fields["f:env"]
         or "f:value" not in (vllm_fields["f:env"]['k:{"name":"B"}'])
     )
+
+
+def test_an_applied_list_item_left_out_of_the_next_apply_is_removed_whole(kube: Kube) -> None:
+    # Service ports are a map list keyed by (port, protocol): changing the port re-keys the
+    # item, so the old item (no longer owned by anyone) goes away entirely, as
+    # structured-merge-diff `typed/remove.go` removes a path set's list items whole; no
+    # half item (name and targetPort without its port) may stay behind
+    namespace = kube.namespace("ports")
+
+    def service(port: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"selector": {"app": "web"}, "ports": [
+                {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+            ]},
+        }  # fmt: skip
+
+    for port in (8000, 8080):
+        kube.core.patch_namespaced_service(
+            "web",
+            namespace,
+            service(port),
+            field_manager="tests",
+            _content_type="application/apply-patch+yaml",
+        )
+    ports = kube.core.read_namespaced_service("web", namespace).spec.ports
+    assert [(p.name, p.port, p.protocol) for p in ports] == [("http", 8080, "TCP")]
