@@ -41,6 +41,9 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Shadow copies must never starve real traffic: past this many in flight, copies are skipped.
 MAX_SHADOW_IN_FLIGHT = 32
+# Every SSE answer of the OpenAI API and of vLLM (serving_chat.py, serving_completion.py) ends
+# with this event; a stream that stops without it was cut off, however the connection closed.
+STREAM_END = b"data: [DONE]"
 
 
 class UpstreamFailure(Exception):
@@ -376,6 +379,7 @@ class Router:
             )
             if scanner is not None:
                 scanner.feed(opened.first)
+            tail = opened.first[-len(STREAM_END) - 8 :]
             while True:
                 try:
                     chunk = await upstream.content.readany()
@@ -386,7 +390,13 @@ class Router:
                     await answer.write(_stream_error(backend, error))
                     break
                 if not chunk:
+                    if not tail.rstrip().endswith(STREAM_END):
+                        # the connection ended early but cleanly enough for aiohttp to see EOF
+                        outcome = "stream_broken"
+                        log.warning("%s ended a stream early (%s)", backend, call.request_id)
+                        await answer.write(_stream_error(backend, ConnectionError("no [DONE]")))
                     break
+                tail = (tail + chunk)[-len(STREAM_END) - 8 :]
                 await answer.write(chunk)
                 if scanner is not None:
                     scanner.feed(chunk)

@@ -35,7 +35,8 @@ class Faults:
     status: int = 200  # answer every generation request with this status (500: a broken pod)
     first_token_delay: float = 0.0  # seconds before the first byte of an answer
     token_delay: float = 0.0  # seconds between streamed tokens
-    die_after_tokens: int | None = None  # drop the connection after this many streamed tokens
+    # drop the connection after this many streamed tokens (one token_delay after the last)
+    die_after_tokens: int | None = None
 
 
 @dataclass
@@ -193,13 +194,13 @@ class StandinHandler(BaseHTTPRequestHandler):
                 role = {"index": 0, "delta": {"role": "assistant", "content": ""}}
                 self._event({**base, "choices": [{**role, "finish_reason": None}]})
             for index, word in enumerate(words):
+                if index and faults.token_delay:
+                    time.sleep(faults.token_delay)
                 if faults.die_after_tokens is not None and index >= faults.die_after_tokens:
                     # a killed process: no terminating chunk, the connection just ends
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return False
-                if index and faults.token_delay:
-                    time.sleep(faults.token_delay)
                 token = word if index == 0 else f" {word}"
                 piece = {"delta": {"content": token}} if chat else {"text": token}
                 self._event({**base, "choices": [{"index": 0, **piece, "finish_reason": None}]})

@@ -146,6 +146,9 @@ def test_cloud_down_too_returns_the_local_error_quickly(world: RouterWorld) -> N
 
 def test_a_stream_that_breaks_after_tokens_is_not_retried(world: RouterWorld) -> None:
     world.stable.faults.die_after_tokens = 2
+    # tokens 0.2 s apart: the router has relayed them before the server dies (a death within
+    # the first read is a failure before any token, which rightly falls back)
+    world.stable.faults.token_delay = 0.2
     received: list[str] = []
     stream = world.client().chat.completions.create(
         model=LOCAL_MODEL, messages=MESSAGES, stream=True
@@ -175,3 +178,10 @@ def test_a_client_that_leaves_mid_stream_closes_the_local_stream(world: RouterWo
         lambda: world.stable.received()[0].client_gone, "the local server to see the client gone"
     )
     assert not world.stable.received()[0].finished
+
+
+def test_a_stream_that_dies_before_its_first_token_falls_back(world: RouterWorld) -> None:
+    world.stable.faults.die_after_tokens = 0  # headers sent, then the process is gone
+    stream = world.client().completions.create(model=LOCAL_MODEL, prompt="once", stream=True)
+    assert "".join(chunk.choices[0].text for chunk in stream) == world.cloud.answer_text()
+    assert world.metric("llm_rollout_router_fallbacks_total", reason="local_error") == 1
