@@ -50,6 +50,13 @@ DEEPSEEK_V3 = {  # deepseek-ai/DeepSeek-V3-0324 config.json
     "max_position_embeddings": 163840,
     "torch_dtype": "bfloat16",
 }
+DEEPSEEK_V2_LITE = {  # deepseek-ai/DeepSeek-V2-Lite-Chat config.json
+    "architectures": ["DeepseekV2ForCausalLM"],
+    "num_hidden_layers": 27,
+    "kv_lora_rank": 512,
+    "qk_rope_head_dim": 64,
+    "torch_dtype": "bfloat16",
+}
 TINY_LLAMA = {  # sandbox/tiny_model.py
     "architectures": ["LlamaForCausalLM"],
     "num_hidden_layers": 2,
@@ -140,6 +147,21 @@ def test_qwen3_235b_tokens_match_vllms_for_its_kv_memory() -> None:
     # memory: 8.11 GiB", "GPU KV cache size: 178,880 tokens"
     tokens = int(8.11 * GIB) // kv_shape(QWEN3_235B).bytes_per_token_per_gpu(4, 1)
     assert tokens == pytest.approx(178_880, rel=0.02)
+
+
+def test_mla_bytes_match_what_vllm_asked_for_deepseek_v2_lite() -> None:
+    # vllm-project/vllm#15871: DeepSeek-V2-Lite-Chat, "To serve at least one request with the
+    # models's max seq len (32768), (0.95 GiB KV cache is needed"
+    per_token = kv_shape(DEEPSEEK_V2_LITE).bytes_per_token_per_gpu(1, 1)
+    assert round(per_token * 32768 / GIB, 2) == 0.95
+
+
+def test_mla_tokens_under_pipeline_parallelism_match_vllms() -> None:
+    # vllm-project/vllm#20665: DeepSeek-V2-Lite over 4 L4s with PP 2; the first stage (14 of
+    # 27 layers) reports "Available KV cache memory: 12.13 GiB", and vLLM "GPU KV cache size:
+    # 807,792 tokens"
+    tokens = int(12.13 * GIB) // kv_shape(DEEPSEEK_V2_LITE).bytes_per_token_per_gpu(2, 2)
+    assert tokens == pytest.approx(807_792, rel=0.005)
 
 
 @pytest.mark.parametrize(
