@@ -63,14 +63,14 @@ def test_local_down_falls_back(world: RouterWorld) -> None:
 
 
 def test_a_slow_first_token_falls_back_before_the_client_waits_long(world: RouterWorld) -> None:
-    world.stable.faults.first_token_delay = 3.0  # the route allows 0.5 s
+    world.stable.faults.first_token_delay = 30.0  # the route allows 0.5 s
     started = time.monotonic()
     stream = world.client().chat.completions.create(
         model=LOCAL_MODEL, messages=MESSAGES, stream=True
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == world.cloud.answer_text()
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 15  # the fallback did not wait for the local token
     assert world.metric("llm_rollout_router_fallbacks_total", reason="local_timeout") == 1
 
 
@@ -141,7 +141,7 @@ def test_cloud_down_too_returns_the_local_error_quickly(world: RouterWorld) -> N
         world.client().chat.completions.create(model=LOCAL_MODEL, messages=MESSAGES)
     assert caught.value.status_code == 500
     assert "stable failed" in caught.value.message  # the local server's own error body
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # not the cloud's 120 s timeout
 
 
 def test_a_stream_that_breaks_after_tokens_is_not_retried(world: RouterWorld) -> None:
