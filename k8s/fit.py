@@ -42,7 +42,11 @@ GB = 10**9
 # label nvidia.com/gpu.product that GPU feature discovery sets. vLLM multiplies this total,
 # not the marketing figure, by gpu_memory_utilization: e.g. "total_gpu_memory 79.22GiB" for
 # an A100-SXM4-80GB (vllm-project/vllm#10511). Less than nvidia-smi's MiB figure: the driver
-# reserves some. `sizing.gpu_memory_gib` overrides an entry or names an unlisted product.
+# reserves some, and it varies a little with driver and ECC: vLLM logs in public repositories
+# show A100-40GB 39.39-39.56, A100-80GB 79.15-79.33, H200 139.81, L40S 44.31-44.39, L4
+# 22.06-22.07, A10G 21.99 (the lower end is used). B200 and H100 NVL are estimates from
+# nvidia-smi's figure less the same reserve. `sizing.gpu_memory_gib` overrides an entry or
+# names an unlisted product.
 GPU_MEMORY_GIB: dict[str, float] = {
     "NVIDIA-A100-SXM4-40GB": 39.39,
     "NVIDIA-A100-PCIE-40GB": 39.39,
