@@ -246,9 +246,8 @@ class Router:
     def _reason_to_skip_local(
         self, route: Route, config: RouterConfig, release: Release | None
     ) -> str | None:
-        """Why this request should go to the fallback without trying local, if it should."""
-        if route.local_only:
-            return None
+        """Why this request should go to the fallback without trying local, if it should
+        (only acted on when the route has a fallback, which a local_only route never has)."""
         if release is None:
             return "no_release"
         if config.degraded:
