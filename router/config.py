@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -144,6 +144,21 @@ def api_key_env(cloud_name: str) -> str:
     """The environment variable the router reads a cloud backend's API key from (the router's
     Deployment fills it from `api_key_secret`)."""
     return f"LLM_ROLLOUT_CLOUD_{cloud_name.upper().replace('-', '_')}_API_KEY"
+
+
+def api_key_env_vars(routing: Routing) -> list[dict[str, Any]]:
+    """The router container's `env` entries that fill each cloud backend's key from its
+    Secret (Kubernetes EnvVar with valueFrom.secretKeyRef); backends without one are left out."""
+    return [
+        {
+            "name": api_key_env(name),
+            "valueFrom": {
+                "secretKeyRef": {"name": cloud.api_key_secret.name, "key": cloud.api_key_secret.key}
+            },
+        }
+        for name, cloud in sorted(routing.cloud.items())
+        if cloud.api_key_secret is not None
+    ]
 
 
 def cloud_api_key(cloud_name: str) -> str | None:

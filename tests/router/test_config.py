@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from router.config import Release, RouterConfigError, config_for, load_config
+from router.config import (
+    Release,
+    RouterConfigError,
+    api_key_env_vars,
+    config_for,
+    load_config,
+)
 from spec import ReleaseSpec
+from spec.routing import Routing
 from tests.conftest import MINIMAL_SPEC, merged
 from tests.router.conftest import LOCAL_MODEL, RouterWorld, base_config, wait_until, write_config
 
@@ -125,3 +132,24 @@ def test_the_controllers_config_carries_the_specs_routes_and_its_decisions() -> 
     default = config_for(plain, releases[:1], shadow_release="r1")
     assert default.shadow is None  # no shadow share in the spec: no shadow
     assert [route.name for route in default.routing.routes] == ["default"]
+
+
+def test_the_router_container_gets_each_cloud_key_from_its_secret() -> None:
+    routing = Routing.model_validate(
+        {
+            "cloud": {
+                "hosted-eu": {
+                    "base_url": "https://eu.example.com/v1",
+                    "model": "m",
+                    "api_key_secret": {"name": "eu-key", "key": "token"},
+                },
+                "open": {"base_url": "http://mirror.internal/v1", "model": "m"},
+            }
+        }
+    )
+    assert api_key_env_vars(routing) == [
+        {
+            "name": "LLM_ROLLOUT_CLOUD_HOSTED_EU_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "eu-key", "key": "token"}},
+        }
+    ]
