@@ -9,15 +9,17 @@ What it does as LWS v0.10 does (pkg/controllers, pkg/utils/pod/pod_utils.go):
   LWS_WORKER_INDEX in every container; `subdomain` set to the headless Service `<name>`;
 - restartPolicy RecreateGroupOnPodRestart (the default): a pod of a group that restarts, fails
   or is deleted takes its whole group down, and the group is created again;
-- a rolling update replaces groups one at a time from the highest index, while no more than
-  `rolloutStrategy.rollingUpdateConfiguration.maxUnavailable` (default 1) groups are unready;
-- status replicas, readyReplicas (groups whose every pod is Ready), updatedReplicas,
-  hpaPodSelector and the Available / Progressing / UpdateInProgress conditions.
+- a rolling update first adds `maxSurge` groups of the new template above `replicas`, then
+  replaces old groups from the highest index down while at least `replicas - maxUnavailable`
+  groups stay ready, and removes the surge groups once every group below is new and ready;
+- status replicas, readyReplicas (groups whose every pod is Ready, surge groups included, as
+  LWS' updateStatus counts them), updatedReplicas, hpaPodSelector and the Available /
+  Progressing / UpdateInProgress conditions.
 
 What differs: the real controller manages leaders through a StatefulSet and each group's
 workers through another; here the LWS owns its pods directly (names, labels and behaviour
-are the same). maxSurge, partition, subgroups, startupPolicy LeaderReady and exclusive
-placement annotations are not implemented; the schema is not enforced on create.
+are the same). Partition, subgroups, startupPolicy LeaderReady and the exclusive placement
+annotation are not implemented.
 """
 
 from __future__ import annotations
@@ -81,12 +83,33 @@ class LeaderWorkerSetController:
         for pod in pods:
             groups.setdefault(int(pod["metadata"]["labels"][GROUP_INDEX_LABEL]), []).append(pod)
         recreate = template.get("restartPolicy", "RecreateGroupOnPodRestart") in RECREATE_GROUP
+        rolling = (spec.get("rolloutStrategy") or {}).get("rollingUpdateConfiguration") or {}
+        surge = scaled_value(rolling.get("maxSurge"), replicas, True, 0)
+        max_unavailable = scaled_value(rolling.get("maxUnavailable"), replicas, False, 1)
+        if surge == 0 and max_unavailable == 0:  # LWS' webhook refuses both 0
+            max_unavailable = 1
         # a group with a terminating pod is going away: a StatefulSet creates a pod again
         # only once its namesake is gone, so the group is created again on a later pass
         going = {i for i, members in groups.items() if any(_terminating(p) for p in members)}
+        outdated_before = any(
+            _revision(members) != revision
+            for i, members in groups.items()
+            if i < replicas and i not in going
+        )
+        done = all(
+            i in groups
+            and i not in going
+            and _revision(groups[i]) == revision
+            and _group_ready(groups[i], size)
+            for i in range(replicas)
+        )
+        # a rolling update adds maxSurge groups of the new template above `replicas` and
+        # removes them once every group below is new and ready (LWS: "deleting surge replica")
+        surging = outdated_before or (any(i >= replicas for i in groups) and not done)
+        target = replicas + surge if surging else replicas
         for index in sorted(groups):
             members = groups[index]
-            if index >= replicas:  # scaled down: the highest groups go
+            if index >= target:  # scaled down, or the surge is over: the highest groups go
                 self._delete_group(lws, index, members, "scaled down")
                 going.add(index)
             elif index in going:
@@ -95,23 +118,20 @@ class LeaderWorkerSetController:
             elif recreate and (why := _broken(members, size)):
                 self._delete_group(lws, index, members, why)
                 going.add(index)
-        for index in range(replicas):
+        for index in range(target):
             if index not in groups:
                 groups[index] = self._create_group(lws, index, size, revision)
         live = {i: m for i, m in groups.items() if i not in going}
         ready = [i for i, members in live.items() if _group_ready(members, size)]
         outdated = sorted(
-            (i for i, members in live.items() if _revision(members) != revision), reverse=True
+            (i for i, members in live.items() if i < replicas and _revision(members) != revision),
+            reverse=True,
         )
-        rolling = (spec.get("rolloutStrategy") or {}).get("rollingUpdateConfiguration") or {}
-        max_unavailable = max(
-            1, scaled_value(rolling.get("maxUnavailable"), replicas, False, 1)
-        )  # LWS: maxUnavailable may be 0 only with maxSurge, which is not implemented here
-        unavailable = min(replicas, len(groups)) - len(ready)
-        if outdated and unavailable < max_unavailable:
-            index = outdated[0]
-            self._delete_group(lws, index, groups[index], "rolling update")
-        self._update_status(lws, live, ready, revision, replicas, bool(outdated))
+        if outdated:
+            index = outdated[0]  # from the highest index down, as a StatefulSet rolls
+            if len([i for i in ready if i != index]) >= replicas - max_unavailable:
+                self._delete_group(lws, index, groups[index], "rolling update")
+        self._update_status(lws, live, ready, revision, replicas, surging)
 
     def _create_group(self, lws: Obj, index: int, size: int, revision: str) -> list[Obj]:
         name, namespace = lws["metadata"]["name"], lws["metadata"]["namespace"]
@@ -203,11 +223,13 @@ class LeaderWorkerSetController:
         replicas: int,
         updating: bool,
     ) -> None:
+        """As LWS' updateStatus: ready and updated count every group, surge groups included;
+        Available needs every group below `replicas` ready and updated."""
         name = lws["metadata"]["name"]
-        updated = sum(1 for members in groups.values() if _revision(members) == revision)
+        updated = [i for i, members in groups.items() if _revision(members) == revision]
         previous = {c["type"]: c for c in (lws.get("status") or {}).get("conditions") or []}
         generation = lws["metadata"].get("generation", 1)
-        available = len(ready) >= replicas and not updating
+        available = not updating and all(i in ready and i in updated for i in range(replicas))
         conditions = [
             _condition(
                 previous, "Available", available, "AllGroupsReady", "All replicas are ready"
@@ -215,7 +237,7 @@ class LeaderWorkerSetController:
             _condition(
                 previous,
                 "Progressing",
-                not available and not updating,
+                not available,
                 "GroupsProgressing",
                 "Replicas are progressing",
             ),
@@ -232,7 +254,7 @@ class LeaderWorkerSetController:
         status = {
             "replicas": len(groups),
             "readyReplicas": len(ready),
-            "updatedReplicas": updated,
+            "updatedReplicas": len(updated),
             "hpaPodSelector": f"{NAME_LABEL}={name},{WORKER_INDEX_LABEL}=0",
             "observedGeneration": generation,
             "conditions": conditions,

@@ -104,7 +104,8 @@ def test_a_replica_that_fits_one_node_is_a_deployment() -> None:
 
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[Kube]:
-    nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 5))
+    # two replicas of two 4-GPU pods, and room for one surge group during a rolling update
+    nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 7))
     started = start_kube(tmp_path / "cluster", nodes)
     try:
         yield started
@@ -149,7 +150,7 @@ def test_the_sandbox_runs_each_replica_as_a_group_on_two_nodes(
     name = lws["metadata"]["name"]
     found = pods(kube, spec)
     assert set(found) == {f"{name}-0", f"{name}-0-1", f"{name}-1", f"{name}-1-1"}
-    assert len({p.spec.node_name for p in found.values()}) == 4  # one node each
+    assert len({p.spec.node_name for p in found.values()}) == 4  # one node a pod
     worker = found[f"{name}-1-1"]
     env = {e.name: e.value for e in worker.spec.containers[0].env}
     assert env["LWS_LEADER_ADDRESS"] == f"{name}-1.{name}.{spec.namespace}"
@@ -187,7 +188,7 @@ def test_a_lost_worker_recreates_its_whole_group(
     assert after[f"{name}-1-1"].metadata.uid == before[f"{name}-1-1"]
 
 
-def test_a_new_template_replaces_one_group_at_a_time(
+def test_a_new_template_surges_a_group_and_never_drops_below_the_replicas(
     kube: Kube, running: tuple[ReleaseSpec, dict[str, Any]]
 ) -> None:
     spec, lws = running
@@ -199,19 +200,28 @@ def test_a_new_template_replaces_one_group_at_a_time(
         GROUP, VERSION, spec.namespace, PLURAL, name, {"spec": {"leaderWorkerTemplate": template}}
     )
     ready_counts: list[int] = []
+    seen: set[str] = set()
 
     def all_new_and_ready() -> bool:
         current = status(kube, spec, name)
         ready_counts.append(current.get("readyReplicas", 0))
-        images = {p.spec.containers[0].image for p in pods(kube, spec).values()}
+        found = pods(kube, spec)
+        seen.update(found)
+        conditions = {c["type"]: c["status"] for c in current.get("conditions") or []}
         return (
-            images == {EMULATOR_IMAGE.replace(":1", ":2")}
-            and current.get("readyReplicas") == 2
-            and current.get("updatedReplicas") == 2
+            set(found) == {f"{name}-0", f"{name}-0-1", f"{name}-1", f"{name}-1-1"}
+            and {p.spec.containers[0].image for p in found.values()}
+            == {EMULATOR_IMAGE.replace(":1", ":2")}
+            and conditions.get("Available") == "True"
+            and conditions.get("UpdateInProgress") == "False"
         )
 
-    wait_for(all_new_and_ready, 180, "both groups on the new template")
-    assert min(ready_counts) >= 1  # never both groups down at once
+    wait_for(all_new_and_ready, 180, "both groups on the new template, the surge group gone")
+    # maxSurge 1, maxUnavailable 0 (the spec's rollout): a new group first, then the old ones
+    # replaced one by one, so at least two groups were ready at every poll
+    assert f"{name}-2" in seen and f"{name}-2-1" in seen  # the surge group
+    assert min(ready_counts) >= 2
+    assert set(pods(kube, spec)) == {f"{name}-0", f"{name}-0-1", f"{name}-1", f"{name}-1-1"}
 
 
 def test_the_sandbox_api_refuses_an_unknown_field_as_an_api_server_does(kube: Kube) -> None:
