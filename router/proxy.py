@@ -39,6 +39,10 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 # A refused or unroutable connection should fall back at once, not after the first-token wait.
 CONNECT_TIMEOUT_SECONDS = 5.0
+# aiohttp's default pool holds 100 connections; past that, requests wait inside the router for
+# a free one (counted against their first-token time, so they would fall back for nothing).
+# vLLM pods each run up to 256 sequences by default: the pool must not be the bottleneck.
+MAX_UPSTREAM_CONNECTIONS = 10_000
 # Shadow copies must never starve real traffic: past this many in flight, copies are skipped.
 MAX_SHADOW_IN_FLIGHT = 32
 # Every SSE answer of the OpenAI API and of vLLM (serving_chat.py, serving_completion.py) ends
@@ -123,6 +127,7 @@ class Router:
 
         async def lifecycle(app: web.Application) -> Any:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_UPSTREAM_CONNECTIONS),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_SECONDS),
                 auto_decompress=False,  # bytes pass through as the backend sent them
             )

@@ -27,6 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sandbox.httpserver import BackgroundServer
 from sandbox.vllm_metrics.families import create_families
 
+LISTEN_BACKLOG = 2048
+
 
 @dataclass
 class Faults:
@@ -78,6 +80,9 @@ class OpenAIStandin(BackgroundServer):
         self.families = create_families(model, 256)
         handler = type("BoundStandinHandler", (StandinHandler,), {"standin": self})
         super().__init__(handler, host, port)
+        # socketserver listens with a backlog of 5: a burst of connections would wait for SYN
+        # retransmits (1 s, 3 s). vLLM's uvicorn listens with 2048 (uvicorn Config.backlog).
+        self.httpd.socket.listen(LISTEN_BACKLOG)
 
     @property
     def faults(self) -> Faults:

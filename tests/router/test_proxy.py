@@ -3,13 +3,16 @@ backend by model name and task header, the `model` is rewritten per backend."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
-from tests.router.conftest import CLOUD_MODEL, LOCAL_MODEL, RouterWorld, base_config
+from tests.router.conftest import CLOUD_MODEL, LOCAL_MODEL, RouterWorld, base_config, wait_until
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 
@@ -115,3 +118,39 @@ def test_requests_are_counted_by_route_backend_and_outcome(world: RouterWorld) -
     assert world.metric(requests, route="default", backend="stable", outcome="client_error") == 1
     assert world.cloud.received() == []
     assert world.metric("llm_rollout_router_request_duration_seconds_count", backend="stable") == 4
+
+
+def test_many_streams_at_once_all_reach_the_release_without_waiting_in_the_router(
+    world: RouterWorld,
+) -> None:
+    # 150 long streams, more than aiohttp's default pool of 100 upstream connections
+    streams, token_gap = 150, 8.0
+    routing = base_config(world)["routing"]
+    routing["routes"][0]["first_token_timeout_seconds"] = 5  # a loaded machine connects slowly
+    routing["routes"][0]["request_timeout_seconds"] = 60
+    world.reconfigure(routing=routing)
+    world.stable.state.tokens = 2
+    world.stable.faults.token_delay = token_gap
+    body = {"model": LOCAL_MODEL, "prompt": "x", "stream": True}
+
+    async def clients() -> list[bytes]:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one() -> bytes:
+                async with session.post(f"{world.url}/v1/completions", json=body) as response:
+                    return await response.read()
+
+            return await asyncio.gather(*(one() for _ in range(streams)))
+
+    with ThreadPoolExecutor(1) as pool:
+        answering = pool.submit(asyncio.run, clients())
+
+        def all_open_at_once() -> bool:
+            received = world.stable.received()
+            return len(received) == streams and not any(r.finished for r in received)
+
+        wait_until(all_open_at_once, f"{streams} streams open at the release", token_gap - 1)
+        answers = answering.result(timeout=60)
+    assert all(answer.endswith(b"data: [DONE]\n\n") for answer in answers)
+    assert world.cloud.received() == []
