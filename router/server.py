@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 ROUTER = web.AppKey("router", Router)
 
+# Connections the kernel queues before the router accepts them: aiohttp's default is 128, a
+# front door takes bursts (uvicorn, vLLM's server, uses 2048).
+LISTEN_BACKLOG = 2048
 # Enough for streams that finish their last tokens, short of a Pod's default 30 s grace period.
 SHUTDOWN_TIMEOUT_SECONDS = 20.0
 
@@ -42,6 +45,7 @@ def serve(config_path: Path, host: str, port: int) -> None:
         host=host,
         port=port,
         handler_cancellation=True,
+        backlog=LISTEN_BACKLOG,
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
         print=lambda message: log.info("%s", message),
     )
@@ -73,7 +77,7 @@ class RouterThread:
 
     async def _start(self) -> str:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, backlog=LISTEN_BACKLOG)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         return f"http://{host}:{port}"
