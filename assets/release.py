@@ -159,13 +159,13 @@ def apply_release(
     """Apply a release the way the model's state (`history`, read under the deploy lock)
     calls for, reporting each step to the release controller; the phase it is left in."""
     spec, cluster = lifecycle.spec, lifecycle.cluster
-    stable_name = lifecycle.stable_name()
     release_id = candidate.release_id
+    name = lifecycle.deployment_name(release_id)
     if history.stable == release_id:
         return "already stable: nothing to change"
     if history.stable is None:
         lifecycle.first_release(candidate)
-        wait_complete(context, lifecycle, stable_name, "the first release")
+        wait_complete(context, lifecycle, name, "the first release")
         controller.report(spec, cluster, Installed(release_id))
         return "installed as stable (first release: nothing to compare a canary with)"
     if spec.rollout.strategy == "canary":
@@ -173,8 +173,7 @@ def apply_release(
         controller.report(spec, cluster, Started(release_id, history.stable, "canary"))
         return "canary started; the release controller gates it"
     controller.report(spec, cluster, Started(release_id, history.stable, "rolling"))
-    lifecycle.start_rolling(candidate)
-    status = lifecycle.wait(stable_name, logged_polls(context.log, stable_name))
+    status = lifecycle.roll(candidate, logged_polls(context.log, name))
     if status.phase != "complete":
         # the controller rolls back to the previous stable (its sensor launches the run)
         error = f"the rolling update did not complete: {status.reason}"
@@ -183,7 +182,6 @@ def apply_release(
             description=f"{error}; the release controller rolls back to {history.stable}",
             allow_retries=False,
         )
-    lifecycle.history.mark(stable=release_id)
     controller.report(spec, cluster, RolledOut(release_id))
     return "rolled out as stable; the release controller bakes it"
 
@@ -249,7 +247,9 @@ def build_live_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
                 context.run_id, {RELEASE_TAG: canary, STEP_TAG: record.run_key()}
             )
             try:
-                status = lifecycle.promote(logged_polls(context.log, lifecycle.stable_name()))
+                status = lifecycle.promote(
+                    logged_polls(context.log, lifecycle.deployment_name(canary))
+                )
             except ClusterError as error:
                 controller.report(spec, cluster, ActionFailed(canary, str(error), "promote"))
                 raise dg.Failure(
@@ -352,7 +352,7 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
                 target = config.release_id or rollback_target(record, before)
                 try:
                     status = lifecycle.rollback(
-                        target, logged_polls(context.log, lifecycle.stable_name())
+                        target, logged_polls(context.log, lifecycle.deployment_name(target or ""))
                     )
                 except ClusterError as error:
                     controller.report(

@@ -28,9 +28,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from monitoring.gate import judge  # noqa: E402
 from monitoring.prometheus import PrometheusFailed, measure  # noqa: E402
-from monitoring.queries import gate_queries  # noqa: E402
+from monitoring.queries import TrackSource, gate_queries  # noqa: E402
 from rollout import machine  # noqa: E402
 from sandbox.prometheus import SCRAPE_INTERVAL_SECONDS, start_prometheus  # noqa: E402
+
+CANARY = TrackSource("canary", "rel-canary")
+STABLE = TrackSource("stable", "rel-stable")
 from sandbox.vllm_metrics import MetricsEmulator  # noqa: E402
 from spec import ReleaseSpec, load_spec  # noqa: E402
 
@@ -115,8 +118,8 @@ def main() -> None:
             noise = rng.uniform(0.9, 1.1)  # healthy canaries are a little faster or slower
             stable = MetricsEmulator("healthy", seed=2 * index).start()
             canary = MetricsEmulator("healthy", latency_scale=noise, seed=2 * index + 1).start()
-            prometheus.add_pod(namespace, f"s-{index}", "stable", stable.url)
-            prometheus.add_pod(namespace, f"c-{index}", "canary", canary.url)
+            prometheus.add_pod(namespace, f"s-{index}", STABLE.release, stable.url)
+            prometheus.add_pod(namespace, f"c-{index}", CANARY.release, canary.url)
             pairs.append(
                 Pair(namespace, f"{bad[0]}×{bad[1]}" if bad else None, stable, canary, spec)
             )
@@ -134,7 +137,7 @@ def main() -> None:
         while time.monotonic() - started < options.duration:
             tick = time.monotonic()
             for pair in pairs:
-                queries = gate_queries(pair.spec)
+                queries = gate_queries(pair.spec, CANARY, STABLE)
                 try:
                     values = measure(prometheus.url, queries).values
                 except PrometheusFailed:

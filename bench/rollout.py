@@ -31,6 +31,7 @@ import yaml  # noqa: E402
 
 from k8s.cluster import ClusterClient  # noqa: E402
 from k8s.history import ReleaseHistory  # noqa: E402
+from k8s.labels import deployment_name  # noqa: E402
 from k8s.lifecycle import Lifecycle  # noqa: E402
 from k8s.release import Release  # noqa: E402
 from rollout import controller  # noqa: E402
@@ -105,12 +106,11 @@ def launch_to_canary(
 
 def breach_to_rollback(home: DagsterHome, cluster: ClusterClient, spec: ReleaseSpec) -> float:
     canary = poll(lambda: ReleaseHistory(cluster, spec).read().canary)
-    poll(lambda: cluster.rollout_status(f"{spec.name}-canary", spec.namespace).phase == "complete")
+    name = deployment_name(spec, canary)
+    poll(lambda: cluster.rollout_status(name, spec.namespace).phase == "complete")
     time.sleep(spec.gate.interval_seconds * 2)  # a couple of passing windows first
     pod = next(
-        p
-        for p in cluster.list_objects("Pod", spec.namespace, "track=canary")
-        if p["metadata"]["labels"].get("llm-rollout.io/release") == canary
+        p for p in cluster.list_objects("Pod", spec.namespace, f"llm-rollout.io/release={canary}")
     )
     address = f"http://{pod['status']['podIP']}:8000/_scenario"
     body = json.dumps({"scenario": "errors"}).encode()

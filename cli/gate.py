@@ -6,11 +6,16 @@ import sys
 from pathlib import Path
 
 import click
+from kubernetes.config import ConfigException
 
+from cli.errors import fail
 from cli.weights import load_or_exit
+from k8s.cluster import ClusterClient, ClusterError
+from k8s.history import History, ReleaseHistory
 from monitoring.gate import judge
 from monitoring.prometheus import PrometheusFailed, measure
 from monitoring.queries import gate_queries
+from rollout.controller import track
 
 
 @click.command()
@@ -28,8 +33,26 @@ from monitoring.queries import gate_queries
     show_default=True,
     help="Seconds between scrapes of the vLLM pods (for staleness).",
 )
+@click.option(
+    "--canary", "canary_release", help="The canary's release id (default: the cluster's)."
+)
+@click.option("--stable", "stable_release", help="The stable release id (default: the cluster's).")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="KUBECONFIG",
+    help="Where the release history is read (which releases are canary and stable).",
+)
 @click.option("--show-queries", is_flag=True, help="Print the PromQL of every measurement.")
-def gate(spec_path: Path, url: str, scrape_interval: float, show_queries: bool) -> None:
+def gate(
+    spec_path: Path,
+    url: str,
+    scrape_interval: float,
+    canary_release: str | None,
+    stable_release: str | None,
+    kubeconfig: Path | None,
+    show_queries: bool,
+) -> None:
     """Measure canary vs stable over the spec's window and print the verdict as a table.
     It judges one window; what the release controller does with it depends on the windows
     before (`llm-rollout status` shows its phase).
@@ -37,13 +60,30 @@ def gate(spec_path: Path, url: str, scrape_interval: float, show_queries: bool) 
     Exit status: 0 pass, 1 fail, 2 inconclusive, 3 error.
     """
     spec = load_or_exit(spec_path)
-    queries = gate_queries(spec)
+    history = History([], None, None)
+    if not (canary_release and stable_release):
+        try:
+            cluster = ClusterClient.from_kubeconfig(str(kubeconfig) if kubeconfig else None)
+            history = ReleaseHistory(cluster, spec).read()
+        except (ConfigException, ClusterError) as error:
+            fail(
+                f"cannot read which releases are canary and stable ({error}); pass --canary "
+                "and --stable release ids, or a kubeconfig"
+            )
+    canary = canary_release or history.canary
+    stable = stable_release or history.stable
+    if not (canary and stable):
+        fail(
+            f"{spec.name} has no canary and stable release to compare "
+            f"(canary {canary or 'none'}, stable {stable or 'none'})"
+        )
+    queries = gate_queries(spec, track(history, "canary", canary), track(history, "stable", stable))
     try:
         values = measure(url, queries).values
         verdict = judge(spec, values, scrape_interval, queries=queries)
     except PrometheusFailed as failure:
         verdict = judge(spec, None, scrape_interval, str(failure), queries)
-    click.echo(f"{spec.name}: canary vs stable over {spec.gate.window}")
+    click.echo(f"{spec.name}: canary {canary} vs stable {stable} over {spec.gate.window}")
     click.echo(verdict.table())
     if show_queries:
         for query in queries:

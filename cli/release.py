@@ -19,7 +19,7 @@ from images.context import render_context
 from k8s import manifests
 from k8s.cluster import ClusterClient, ClusterError
 from k8s.history import ReleaseHistory
-from k8s.labels import deployment_name
+from k8s.lifecycle import Lifecycle, release_of
 from k8s.validation import schema_problems
 from k8s.yaml_text import to_yaml
 from monitoring.artifacts import write_monitoring
@@ -72,7 +72,7 @@ def render(
         for index, obj in enumerate(objects):
             name = f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
             (folder / name).write_text(to_yaml(obj))
-        monitoring = write_monitoring(spec, out / "monitoring")
+        monitoring = write_monitoring(spec, out / "monitoring", release.release_id)
         context = render_context(spec).write(out / "image")
     except OSError as error:
         fail(f"cannot write into --out {out}: {error.strerror or error}; choose a writable folder")
@@ -144,14 +144,15 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
                 click.echo(f"      rolled back by the controller: {entry.rejected}")
             for decision in entry.decisions:
                 click.echo(f"      by hand: {decision}")
-        for track in ("stable", "canary"):
-            name = deployment_name(spec, track)
-            if cluster.find("Deployment", name, spec.namespace) is None:
-                continue
+        tracks = {history.stable: "stable", history.canary: "canary"}
+        click.echo("  deployments (one per retained release)")
+        for deployment in Lifecycle(cluster, spec).deployments():
+            name = deployment["metadata"]["name"]
+            release = release_of(deployment)
             rollout = cluster.rollout_status(name, spec.namespace)
             click.echo(
-                f"  {track:7s} {name}: {rollout.phase} ({rollout.reason}); "
-                f"{rollout.available}/{rollout.desired} available"
+                f"  {tracks.get(release, 'idle'):7s} {name}: {rollout.available}/"
+                f"{rollout.desired} available, {rollout.phase} ({rollout.reason})"
             )
     except ClusterError as error:
         fail(str(error))

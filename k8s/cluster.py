@@ -234,21 +234,30 @@ class ClusterClient:
     def scale(self, name: str, namespace: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
         path = self._path("Deployment", namespace, name) + "/scale"
-        body = {"spec": {"replicas": replicas}}
+        self._merge_patch(path, {"spec": {"replicas": replicas}}, "Deployment", name, namespace)
+
+    def merge_patch(self, kind: str, name: str, namespace: str | None, patch: Obj) -> Obj:
+        """A JSON merge patch (RFC 7386) of the fields in `patch` only, recorded as an
+        update by our field manager (metadata a rollout moves, such as a track label)."""
+        return self._merge_patch(self._path(kind, namespace, name), patch, kind, name, namespace)
+
+    def _merge_patch(
+        self, path: str, patch: Obj, kind: str, name: str, namespace: str | None
+    ) -> Obj:
         try:
-            self._retrying(
+            return self._retrying(
                 lambda: self._call(
                     "PATCH",
                     path,
                     [("fieldManager", self.field_manager)],
-                    body,
+                    patch,
                     "application/merge-patch+json",
                 )
             )
         except ApiException as error:
             if error.status == 404:
-                raise NotFound(f"Deployment/{name} not found in {namespace}") from None
-            raise ClusterError(f"scaling {name} failed: {_message(error)}") from error
+                raise NotFound(f"{kind}/{name} not found in {namespace or 'the cluster'}") from None
+            raise ClusterError(f"patching {kind}/{name} failed: {_message(error)}") from error
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
         """Delete an object and (in the background) what it owns."""

@@ -9,7 +9,11 @@ from spec import ReleaseSpec
 Track = Literal["stable", "canary"]
 FIELD_MANAGER = "llm-rollout"
 PART_OF = "llm-rollout"
-TRACK = "track"  # stable | canary; kept by the Prometheus scrape config
+# The track of a release's Deployment (stable | canary | idle): on the Deployment only,
+# never on its pods — a label in the pod template would replace every pod when it changes,
+# and a promoted canary's pods must keep serving as stable. Metrics and pods are told
+# apart by release instead.
+TRACK = "llm-rollout.io/track"
 RELEASE = "llm-rollout.io/release"
 WEIGHTS_COMMIT = "llm-rollout.io/weights-commit"
 IMAGE = "llm-rollout.io/image"
@@ -27,9 +31,15 @@ PROMETHEUS_NAMESPACE = "monitoring"
 API_KEY_SECRET_KEY = "api-key"
 
 
-def deployment_name(spec: ReleaseSpec, track: Track) -> str:
-    """'<name>' for stable, '<name>-canary' for the canary."""
-    return spec.name if track == "stable" else f"{spec.name}-canary"
+def deployment_name(spec: ReleaseSpec, release_id: str) -> str:
+    """'<name>-<release id>': one Deployment per release, whichever track it serves on."""
+    return f"{spec.name}-{release_id}"
+
+
+def legacy_deployment_names(spec: ReleaseSpec) -> tuple[str, str]:
+    """The two fixed Deployments earlier versions of llm-rollout used ('<name>', '<name>-canary'),
+    adopted and removed by the first release after an upgrade."""
+    return spec.name, f"{spec.name}-canary"
 
 
 def claim_name(spec: ReleaseSpec) -> str:
@@ -60,9 +70,15 @@ def common_labels(spec: ReleaseSpec) -> dict[str, str]:
     }
 
 
-def selector_labels(spec: ReleaseSpec, track: Track) -> dict[str, str]:
-    """What a Deployment selects: its model and track (stable and canary never overlap)."""
-    return {"app.kubernetes.io/name": spec.name, TRACK: track}
+def selector_labels(spec: ReleaseSpec, release_id: str) -> dict[str, str]:
+    """What a release's Deployment selects: its model and release (two releases' pods never
+    overlap, and a pod keeps its labels when its release is promoted)."""
+    return {"app.kubernetes.io/name": spec.name, RELEASE: release_id}
+
+
+def model_selector(spec: ReleaseSpec) -> str:
+    """A label selector for every object of the model llm-rollout manages (all releases)."""
+    return f"app.kubernetes.io/name={spec.name},app.kubernetes.io/part-of={PART_OF}"
 
 
 def service_selector(spec: ReleaseSpec) -> dict[str, str]:

@@ -13,13 +13,14 @@ clients and Prometheus may reach them (NetworkPolicy).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 from k8s import labels as names
 from k8s import pod_security
 from k8s.drain import DEFAULT_TARGET_VERSION, pre_stop
-from k8s.labels import HTTP_PORT, HTTP_PORT_NAME, Track
+from k8s.labels import HTTP_PORT, HTTP_PORT_NAME
 from k8s.release import Release
 from k8s.vllm_args import vllm_args
 from spec import ReleaseSpec
@@ -31,6 +32,8 @@ PRESTOP_DRAIN_SECONDS = 10
 # Grace beyond drain + vLLM's shutdown timeout, so the kubelet never SIGKILLs a drain.
 GRACE_MARGIN_SECONDS = 15
 REVISION_HISTORY = 5
+# The pod label that told stable from canary in the two-Deployment layout.
+LEGACY_TRACK = "track"
 
 
 def namespace(spec: ReleaseSpec) -> Manifest:
@@ -97,22 +100,23 @@ def weights_storage(spec: ReleaseSpec) -> list[Manifest]:
 
 
 def deployment(
-    release: Release,
-    track: Track,
-    replicas: int | None,
-    kubernetes_version: str = DEFAULT_TARGET_VERSION,
+    release: Release, replicas: int, kubernetes_version: str = DEFAULT_TARGET_VERSION
 ) -> Manifest:
-    """The stable or canary Deployment of `release` (replicas None: left to the HPA), for
-    clusters of `kubernetes_version` or newer."""
+    """The Deployment of `release`, '<model>-<release id>', for clusters of
+    `kubernetes_version` or newer. One per release: the canary is this Deployment at
+    `canary_replicas`, promotion scales it up (its loaded pods become stable), rollback
+    scales the previous release's Deployment back up. Its track (k8s.labels.TRACK) is not
+    part of it: the lifecycle sets and moves that label with a patch of its own, so applying
+    the release again never fights over it."""
     spec = release.spec
-    selector = names.selector_labels(spec, track)
+    name = names.deployment_name(spec, release.release_id)
+    selector = names.selector_labels(spec, release.release_id)
     pod_labels = {
         **names.common_labels(spec),
         **selector,
-        "app.kubernetes.io/instance": names.deployment_name(spec, track),
+        "app.kubernetes.io/instance": name,
         "app.kubernetes.io/version": release.release_id,
         "app.kubernetes.io/component": "inference-server",
-        names.RELEASE: release.release_id,
     }
     annotations = {
         names.RELEASE: release.release_id,
@@ -121,39 +125,66 @@ def deployment(
         names.MODEL: spec.source.repo,
     }
     rollout = spec.rollout
-    deployment_spec: Manifest = {
-        "selector": {"matchLabels": selector},
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {
-                "maxSurge": rollout.max_surge,
-                "maxUnavailable": rollout.max_unavailable,
-            },
-        },
-        "progressDeadlineSeconds": rollout.progress_deadline_seconds,
-        "revisionHistoryLimit": REVISION_HISTORY,
-        "template": {
-            "metadata": {"labels": pod_labels, "annotations": annotations},
-            "spec": _pod_spec(release, kubernetes_version),
-        },
-    }
-    if replicas is not None:
-        deployment_spec = {"replicas": replicas, **deployment_spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": names.deployment_name(spec, track),
+            "name": name,
             "namespace": spec.namespace,
-            "labels": {
-                **names.common_labels(spec),
-                names.TRACK: track,
-                names.RELEASE: release.release_id,
-            },
+            "labels": {**names.common_labels(spec), names.RELEASE: release.release_id},
             "annotations": annotations,
         },
-        "spec": deployment_spec,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            # Only a change of the release's own pods (a hand edit, a node's eviction) rolls
+            # inside this Deployment; releases replace each other by scaling Deployments.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": rollout.max_surge,
+                    "maxUnavailable": rollout.max_unavailable,
+                },
+            },
+            "progressDeadlineSeconds": rollout.progress_deadline_seconds,
+            "revisionHistoryLimit": REVISION_HISTORY,
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": annotations},
+                "spec": _pod_spec(release, kubernetes_version),
+            },
+        },
     }
+
+
+def versioned(recorded: Manifest, spec: ReleaseSpec) -> Manifest:
+    """A recorded release's Deployment in the layout of one Deployment per release.
+
+    Releases recorded by earlier versions of llm-rollout were applied as the fixed '<model>'
+    Deployment (selecting `track: stable`); the pod template is kept exactly, only the name,
+    the selector and the labels that tied it to a track change. A Deployment already in
+    this layout comes back unchanged."""
+    deployment = copy.deepcopy(recorded)
+    release_id = deployment["metadata"].get("labels", {}).get(names.RELEASE) or deployment[
+        "metadata"
+    ].get("annotations", {}).get(names.RELEASE)
+    if not release_id:
+        raise ValueError("a recorded Deployment without its release label")
+    name = names.deployment_name(spec, release_id)
+    selector = names.selector_labels(spec, release_id)
+    metadata = deployment["metadata"]
+    metadata["name"] = name
+    metadata["labels"] = {
+        **{k: v for k, v in metadata.get("labels", {}).items() if k != LEGACY_TRACK},
+        names.RELEASE: release_id,
+    }
+    deployment["spec"]["selector"] = {"matchLabels": selector}
+    template = deployment["spec"]["template"]["metadata"]
+    template["labels"] = {
+        **{k: v for k, v in template.get("labels", {}).items() if k != LEGACY_TRACK},
+        **selector,
+        "app.kubernetes.io/instance": name,
+    }
+    return deployment
 
 
 def _pod_spec(release: Release, kubernetes_version: str) -> Manifest:
@@ -332,8 +363,10 @@ def network_policy(spec: ReleaseSpec) -> Manifest:
     }
 
 
-def autoscaler(spec: ReleaseSpec) -> Manifest | None:
-    """An autoscaling/v2 HPA on a per-pod vLLM metric served by prometheus-adapter."""
+def autoscaler(spec: ReleaseSpec, release_id: str) -> Manifest | None:
+    """An autoscaling/v2 HPA on a per-pod vLLM metric served by prometheus-adapter, scaling
+    the stable release's Deployment (never a canary): it moves to the new release when a
+    promotion completes (k8s.lifecycle)."""
     scaling = spec.autoscaling
     if scaling is None:
         return None
@@ -350,7 +383,7 @@ def autoscaler(spec: ReleaseSpec) -> Manifest | None:
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "name": names.deployment_name(spec, "stable"),
+                "name": names.deployment_name(spec, release_id),
             },
             "minReplicas": scaling.min,
             "maxReplicas": scaling.max,
@@ -370,7 +403,7 @@ def autoscaler(spec: ReleaseSpec) -> Manifest | None:
 
 
 def disruption_budget(spec: ReleaseSpec) -> Manifest:
-    """At most one stable pod voluntarily disrupted (node drains) at a time."""
+    """At most one of the model's pods voluntarily disrupted (node drains) at a time."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -381,7 +414,7 @@ def disruption_budget(spec: ReleaseSpec) -> Manifest:
         },
         "spec": {
             "maxUnavailable": 1,
-            "selector": {"matchLabels": names.selector_labels(spec, "stable")},
+            "selector": {"matchLabels": names.service_selector(spec)},
         },
     }
 
@@ -499,42 +532,35 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
 
 def platform_objects(spec: ReleaseSpec) -> list[Manifest]:
     """Objects that do not change between releases."""
-    objects = [
+    return [
         namespace(spec),
         *weights_storage(spec),
         service(spec),
         disruption_budget(spec),
         *([network_policy(spec)] if spec.network.restrict_ingress else []),
     ]
-    hpa = autoscaler(spec)
-    return [*objects, *([hpa] if hpa else [])]
 
 
 def release_objects(
-    release: Release, track: Track, kubernetes_version: str = DEFAULT_TARGET_VERSION
+    release: Release, kubernetes_version: str = DEFAULT_TARGET_VERSION
 ) -> list[Manifest]:
-    """The Deployment a release applies on a track."""
+    """The release's Deployment as stable, at the spec's replicas (what the history records;
+    k8s.lifecycle creates it at the replicas each step needs)."""
     spec = release.spec
-    if track == "canary":
-        return [deployment(release, "canary", spec.rollout.canary_replicas, kubernetes_version)]
-    replicas = None if spec.autoscaling else spec.replicas
-    return [deployment(release, "stable", replicas, kubernetes_version)]
+    replicas = spec.autoscaling.min if spec.autoscaling else spec.replicas
+    return [deployment(release, replicas, kubernetes_version)]
 
 
 def all_objects(
     release: Release, kubernetes_version: str = DEFAULT_TARGET_VERSION
 ) -> list[Manifest]:
-    """Everything for a GitOps user: platform, access, the stable Deployment, and (for the
-    canary strategy) the canary Deployment, for clusters of `kubernetes_version` or newer."""
-    spec = release.spec
-    canary = (
-        release_objects(release, "canary", kubernetes_version)
-        if spec.rollout.strategy == "canary"
-        else []
-    )
+    """Everything for a GitOps user, the release installed as stable: platform, access, the
+    release's Deployment and its autoscaler, for clusters of `kubernetes_version` or newer.
+    No canary: a canary is a step of a rollout that the release controller takes."""
+    hpa = autoscaler(release.spec, release.release_id)
     return [
-        *platform_objects(spec),
-        *access(spec),
-        *release_objects(release, "stable", kubernetes_version),
-        *canary,
+        *platform_objects(release.spec),
+        *access(release.spec),
+        *release_objects(release, kubernetes_version),
+        *([hpa] if hpa else []),
     ]

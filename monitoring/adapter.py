@@ -40,8 +40,12 @@ def adapter_rules(spec: ReleaseSpec) -> dict[str, Any]:
     return {"rules": rules}
 
 
-def keda_scaled_object(spec: ReleaseSpec, prometheus_url: str) -> dict[str, Any] | None:
-    """A KEDA ScaledObject equivalent to the HPA (for clusters running KEDA, not the adapter)."""
+def keda_scaled_object(
+    spec: ReleaseSpec, release_id: str, prometheus_url: str
+) -> dict[str, Any] | None:
+    """A KEDA ScaledObject equivalent to the HPA (for clusters running KEDA, not the adapter),
+    scaling `release_id`'s Deployment on that release's load. Like the HPA it belongs to the
+    stable release: re-render and re-apply it when a promotion completes."""
     scaling = spec.autoscaling
     if scaling is None:
         return None
@@ -56,16 +60,18 @@ def keda_scaled_object(spec: ReleaseSpec, prometheus_url: str) -> dict[str, Any]
     # below; trigger.metricType since KEDA 2.7, keda.sh/docs/2.7/scalers/memory/). For an
     # AverageValue target the HPA wants ceil(value / threshold) replicas (Kubernetes docs,
     # "Horizontal Pod Autoscaling", algorithm details; keda.sh/docs/latest/scalers/prometheus/
-    # examples scale on `sum(rate(...))`). So the query is the total over the stable pods and
+    # examples scale on `sum(rate(...))`). So the query is the total over the release's pods and
     # the threshold the per-pod target, as the HPA's Pods metric means it; an avg would ask
     # for ceil(per-pod mean / target) replicas, 1 or 2 whatever the load.
-    query = f'sum({source}{{namespace="{spec.namespace}",track="stable",model="{spec.name}"}})'
+    query = (
+        f'sum({source}{{namespace="{spec.namespace}",release="{release_id}",model="{spec.name}"}})'
+    )
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": {"name": spec.name, "namespace": spec.namespace},
         "spec": {
-            "scaleTargetRef": {"name": deployment_name(spec, "stable")},
+            "scaleTargetRef": {"name": deployment_name(spec, release_id)},
             "minReplicaCount": scaling.min,
             "maxReplicaCount": scaling.max,
             "cooldownPeriod": 600,

@@ -88,8 +88,11 @@ def operator_schema_problems(objects: Iterable[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def monitoring_files(spec: ReleaseSpec, prometheus_url: str = DEFAULT_PROMETHEUS) -> dict[str, str]:
-    """File name → content."""
+def monitoring_files(
+    spec: ReleaseSpec, prometheus_url: str = DEFAULT_PROMETHEUS, release_id: str | None = None
+) -> dict[str, str]:
+    """File name → content (the KEDA ScaledObject only for a given release: it scales that
+    release's Deployment)."""
     files = {
         "prometheus-scrape-job.yml": to_yaml({"scrape_configs": [scrape_job(spec)]}),
         "rules.yml": to_yaml(rule_groups(spec)),
@@ -101,16 +104,16 @@ def monitoring_files(spec: ReleaseSpec, prometheus_url: str = DEFAULT_PROMETHEUS
         "podmonitor.yml": to_yaml(pod_monitor(spec)),
         "prometheusrule.yml": to_yaml(prometheus_rule(spec)),
     }
-    keda = keda_scaled_object(spec, prometheus_url)
+    keda = keda_scaled_object(spec, release_id, prometheus_url) if release_id else None
     if keda is not None:
         files["keda-scaledobject.yml"] = to_yaml(keda)
     return files
 
 
-def write_monitoring(spec: ReleaseSpec, folder: Path) -> list[Path]:
+def write_monitoring(spec: ReleaseSpec, folder: Path, release_id: str | None = None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, content in monitoring_files(spec).items():
+    for name, content in monitoring_files(spec, release_id=release_id).items():
         (folder / name).write_text(content)
         written.append(folder / name)
     return written

@@ -1,5 +1,5 @@
-"""A Grafana dashboard per model: canary and stable side by side on every panel, with the
-release ids as annotations where a release first appears."""
+"""A Grafana dashboard per model: its releases (canary and stable) side by side on every panel,
+with the release ids as annotations where a release first appears."""
 
 from __future__ import annotations
 
@@ -43,35 +43,23 @@ def dashboard(spec: ReleaseSpec) -> dict[str, Any]:
                 "datasource": {"type": "prometheus", "uid": "${datasource}"},
                 "fieldConfig": {
                     "defaults": {"unit": unit},
-                    "overrides": [
-                        {
-                            "matcher": {"id": "byName", "options": "canary"},
-                            "properties": [
-                                {"id": "color", "value": {"mode": "fixed", "fixedColor": "orange"}}
-                            ],
-                        },
-                        {
-                            "matcher": {"id": "byName", "options": "stable"},
-                            "properties": [
-                                {"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}}
-                            ],
-                        },
-                    ],
+                    # one series per release: the canary and stable releases side by side
+                    "overrides": [],
                 },
                 "targets": [
                     {
                         "refId": "A",
-                        "legendFormat": "{{track}}",
-                        "expr": f"sum by (track) ({record}{{{labels}}})"
+                        "legendFormat": "{{release}}",
+                        "expr": f"sum by (release) ({record}{{{labels}}})"
                         if "rate" in record or "sum" in record
-                        else f"max by (track) ({record}{{{labels}}})",
+                        else f"max by (release) ({record}{{{labels}}})",
                     }
                 ],
             }
         )
     first_seen = (
-        f"count by (release, track) (vllm:num_requests_running{{{labels}}}) unless "
-        f"count by (release, track) (vllm:num_requests_running{{{labels}}} offset 2m)"
+        f"count by (release) (vllm:num_requests_running{{{labels}}}) unless "
+        f"count by (release) (vllm:num_requests_running{{{labels}}} offset 2m)"
     )
     return {
         "title": f"llm-rollout: {spec.name}",
@@ -100,8 +88,8 @@ def dashboard(spec: ReleaseSpec) -> dict[str, Any]:
                     "datasource": {"type": "prometheus", "uid": "${datasource}"},
                     "expr": first_seen,
                     "step": "1m",
-                    "titleFormat": "{{release}} ({{track}})",
-                    "tagKeys": "release,track",
+                    "titleFormat": "{{release}} first serving",
+                    "tagKeys": "release",
                 }
             ]
         },

@@ -37,10 +37,6 @@ discovery.relabel "vllm" {{
     target_label  = "pod"
   }}
   rule {{
-    source_labels = ["__meta_kubernetes_pod_label_track"]
-    target_label  = "track"
-  }}
-  rule {{
     source_labels = ["__meta_kubernetes_pod_label_llm_rollout_io_release"]
     target_label  = "release"
   }}

@@ -1,9 +1,11 @@
 """PromQL for the gate: every measurement of both tracks over the window, batched into one
 query (each result labelled `gate_metric` and `gate_track`) so a tick costs one round trip.
 
-Each track is selected by namespace, model and track label, and by release when it is known
-(an earlier canary's samples may still be in the window), and is queried with the metric
-names of the vLLM version *it* runs: a canary on a newer vLLM than stable exports other names.
+Each track is selected by namespace, model and release — a release's pods keep their labels
+when it is promoted, so a track is whichever release the controller's record says it is (an
+earlier canary's samples in the window are another release's) — and is queried with the
+metric names of the vLLM version *it* runs: a canary on a newer vLLM than stable exports
+other names.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ FINITE_BUCKETS = 'le!="+Inf"'
 
 @dataclass(frozen=True)
 class TrackSource:
-    """Which pods a track is, and the vLLM version they run (for the metric names)."""
+    """Which pods a track is (its release), and the vLLM version they run (for the metric
+    names). A release of "" matches no pod: the track is measured as having no data."""
 
     track: str
-    release: str | None = None
+    release: str
     vllm_version: tuple[int, int, int] | None = None
 
 
@@ -58,9 +61,9 @@ class Query:
     promql: str
 
 
-def selector(spec: ReleaseSpec, track: str, extra: str = "") -> str:
-    """Series of one model's track in its namespace (labels kept by the scrape config)."""
-    labels = f'namespace="{spec.namespace}",model="{spec.name}",track="{track}"'
+def selector(spec: ReleaseSpec, release: str, extra: str = "") -> str:
+    """Series of one release of a model in its namespace (labels kept by the scrape config)."""
+    labels = f'namespace="{spec.namespace}",model="{spec.name}",release="{release}"'
     return "{" + labels + (f",{extra}" if extra else "") + "}"
 
 
@@ -78,17 +81,13 @@ def window_count(series: str, window: str) -> str:
 
 
 def gate_queries(
-    spec: ReleaseSpec,
-    window: str | None = None,
-    canary: TrackSource | None = None,
-    stable: TrackSource | None = None,
+    spec: ReleaseSpec, canary: TrackSource, stable: TrackSource, window: str | None = None
 ) -> list[Query]:
-    """Every measurement the gate needs, for canary and stable (each a `TrackSource`:
-    unset means the track label alone, with the spec's vLLM version)."""
+    """Every measurement the gate needs, for canary and stable."""
     window = window or spec.gate.window
     queries: list[Query] = []
     for label, source in (("canary", canary), ("stable", stable)):
-        queries += track_queries(spec, source or TrackSource(label), window, label)
+        queries += track_queries(spec, source, window, label)
     return queries
 
 
@@ -98,10 +97,9 @@ def track_queries(
     """The measurements of one track's pods, reported as `label` (default: its track)."""
     names = metric_names(source.vllm_version or spec.serving.version_tuple)
     as_track = label or source.track
-    release = f'release="{source.release}"' if source.release else ""
 
     def sel(extra: str = "") -> str:
-        return selector(spec, source.track, ",".join(p for p in (release, extra) if p))
+        return selector(spec, source.release, extra)
 
     s = sel()
     api = sel(f'handler=~"{INFERENCE_HANDLER_REGEX}"')
@@ -167,15 +165,13 @@ CHART_POINTS = 20
 
 
 def chart_queries(
-    spec: ReleaseSpec, canary: TrackSource | None = None, stable: TrackSource | None = None
+    spec: ReleaseSpec, canary: TrackSource, stable: TrackSource
 ) -> tuple[list[Query], int]:
     """Mean TTFT and inter-token latency of both tracks on a short rolling window, to be
     evaluated as a range over the gate window; and the step in seconds."""
     step = max(1, spec.gate.window_seconds // CHART_POINTS)
     short = f"{4 * step}s"  # a few scrapes: smooth enough, still short against the window
     queries = [
-        q
-        for q in gate_queries(spec, window=short, canary=canary, stable=stable)
-        if q.metric in CHART_METRICS
+        q for q in gate_queries(spec, canary, stable, window=short) if q.metric in CHART_METRICS
     ]
     return queries, step

@@ -1,7 +1,8 @@
 """Prometheus recording and alerting rules for a model, from its spec and vLLM version.
 
-Recording rules aggregate per namespace, model, track and release (so canary and stable
-sit side by side on dashboards); alerts use the spec's own SLOs.
+Recording rules aggregate per namespace, model and release (so canary and stable sit side by
+side on dashboards: a track is a release, see monitoring.queries); alerts use the spec's own
+SLOs, per release.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from monitoring.catalogue import metric_names
 from spec import ReleaseSpec
 
 RATE_WINDOW = "5m"
-BY = "namespace, model, track, release"
+BY = "namespace, model, release"
 QUEUE_DEPTH_ALERT = 10  # waiting requests per model: users are queuing
 PREEMPTION_ALERT_PER_SECOND = 0.1  # sustained preemptions: KV cache too small for the load
 RESTARTS_ALERT = 2  # container restarts in 15 minutes
@@ -81,7 +82,7 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
         ),
         alert(
             "VllmKvCacheNearlyFull",
-            f"max by (namespace, model, track) ({prefix}:kv_cache_usage:max{mine}) > "
+            f"max by (namespace, model, release) ({prefix}:kv_cache_usage:max{mine}) > "
             f"{gate.max_kv_cache_usage}",
             "5m",
             "warning",
@@ -103,8 +104,8 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
         ),
         alert(
             "VllmErrorRateHigh",
-            f"sum by (namespace, model, track) ({prefix}:errors:rate5m{mine}) / "
-            f"sum by (namespace, model, track) ({prefix}:requests:rate5m{mine}) > "
+            f"sum by (namespace, model, release) ({prefix}:errors:rate5m{mine}) / "
+            f"sum by (namespace, model, release) ({prefix}:requests:rate5m{mine}) > "
             f"{round(1 - gate.min_success_rate, 6)}",
             "5m",
             "critical",
@@ -112,7 +113,7 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
         ),
         alert(
             "VllmPreempting",
-            f"sum by (namespace, model, track) ({prefix}:preemptions:rate5m{mine}) > "
+            f"sum by (namespace, model, release) ({prefix}:preemptions:rate5m{mine}) > "
             f"{PREEMPTION_ALERT_PER_SECOND}",
             "10m",
             "warning",
@@ -130,7 +131,8 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
         alert(
             "LlmRolloutStuck",
             f'kube_deployment_status_condition{{namespace="{spec.namespace}",'
-            f'deployment=~"{spec.name}(-canary)?",condition="Progressing",status="false"}} == 1',
+            f'deployment=~"{spec.name}-rel-[0-9a-f]{{10}}|{spec.name}(-canary)?",'
+            'condition="Progressing",status="false"} == 1',
             "0m",
             "critical",
             "a rollout exceeded its progress deadline",

@@ -1,5 +1,6 @@
 """The Prometheus scrape job for a serving namespace: Kubernetes pod discovery, relabelled to
-the pod IP and vLLM port, keeping namespace, pod, track, release and model labels; and the
+the pod IP and vLLM port, keeping namespace, pod, release and model labels (a track is a
+release the controller's record names, not a pod label); and the
 same scrape as a Prometheus Operator PodMonitor."""
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ def relabel_rules() -> list[dict[str, Any]]:
         },
         {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
         {"source_labels": [f"{meta}name"], "target_label": "pod"},
-        {"source_labels": [f"{meta}label_track"], "target_label": "track"},
         {"source_labels": [f"{meta}label_llm_rollout_io_release"], "target_label": "release"},
         {"source_labels": [f"{meta}label_app_kubernetes_io_name"], "target_label": "model"},
     ]

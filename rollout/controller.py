@@ -104,7 +104,7 @@ def observe(
     """The facts a tick decides on."""
     canary_rollout = None
     if history.canary:
-        name = names.deployment_name(spec, "canary")
+        name = names.deployment_name(spec, history.canary)
         with contextlib.suppress(NotFound):  # recorded, but its Deployment is gone
             status = cluster.rollout_status(name, spec.namespace)
             canary_rollout = Rollout(status.phase, status.reason, status.unschedulable)
@@ -119,7 +119,7 @@ def track(history: History, label: str, release_id: str | None) -> TrackSource:
     record = history.find(release_id) if release_id else None
     # releases recorded before their version was: the spec's (queries fall back to it)
     version = version_numbers(record.vllm_version) if record and record.vllm_version else None
-    return TrackSource(label, release_id, version)
+    return TrackSource(label, release_id or "", version)
 
 
 def measure_window(
@@ -233,9 +233,9 @@ def ready_pod_url(
 ) -> str:
     """The address of a ready pod of the track's release (pods are asked directly, not
     through the Service, so each answer is known to come from its track)."""
-    selector = f"app.kubernetes.io/name={spec.name},{names.TRACK}={track}"
-    if release:
-        selector += f",{names.RELEASE}={release}"
+    if not release:
+        raise QualityError(f"{spec.name} has no {track} release to send prompts to")
+    selector = f"app.kubernetes.io/name={spec.name},{names.RELEASE}={release}"
     for pod in cluster.list_objects("Pod", spec.namespace, selector):
         status = pod.get("status") or {}
         ready = any(
@@ -244,7 +244,7 @@ def ready_pod_url(
         )
         if ready and status.get("podIP") and not pod["metadata"].get("deletionTimestamp"):
             return f"http://{status['podIP']}:{names.HTTP_PORT}"
-    raise QualityError(f"no ready {track} pod of {release or spec.name} to send prompts to")
+    raise QualityError(f"no ready {track} pod of {release} to send prompts to")
 
 
 def _row(m: Measurement) -> list[object]:

@@ -22,8 +22,9 @@ from typing import Any
 
 import dagster as dg
 
-from k8s.cluster import ClusterClient, NotFound
+from k8s.cluster import ClusterClient
 from k8s.history import ReleaseHistory
+from k8s.lifecycle import Lifecycle, release_of
 from rollout.store import RolloutStore
 from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
 from sandbox.load import LoadGenerator
@@ -153,10 +154,10 @@ class Demo:
         self._wait_run(run_id, lambda: self._row(scenario.name))
         canary = ReleaseHistory(self.cluster, self.spec).read().canary
         self.say(f"canary {canary} applied; the gate sensor takes it from here")
-        lowest = self._available("stable")
+        lowest = self._serving()
         self.say(HEADER)
         while time.monotonic() - started < SCENARIO_TIMEOUT_SECONDS:
-            lowest = min(lowest, self._available("stable"))
+            lowest = min(lowest, self._serving())
             self._row(scenario.name)
             decided = self._decision_run(canary)
             if decided is not None and decided.is_finished:
@@ -172,7 +173,7 @@ class Demo:
             ok = job == "promote" and succeeded and history.stable == canary
             ok = ok and lowest >= self.spec.replicas and failed == 0
             summary = (
-                f"promoted {canary}; stable never below {lowest} of {self.spec.replicas} "
+                f"promoted {canary}; never fewer than {lowest} of {self.spec.replicas} pods "
                 f"available; {failed} failed requests"
             )
         else:
@@ -229,12 +230,16 @@ class Demo:
                 return runs[0]
         return None
 
-    def _available(self, track: str) -> int:
-        name = self.spec.name if track == "stable" else f"{self.spec.name}-canary"
-        try:
-            return self.cluster.rollout_status(name, self.spec.namespace).available
-        except NotFound:
-            return 0
+    def _serving(self) -> int:
+        """Available pods of the model, over every release's Deployment: what its Service
+        sends users to (stable's during a promotion, as the canary's pods take over)."""
+        return sum(self._available_by_release().values())
+
+    def _available_by_release(self) -> dict[str, int]:
+        return {
+            release_of(d): int((d.get("status") or {}).get("availableReplicas", 0))
+            for d in Lifecycle(self.cluster, self.spec).deployments()
+        }
 
     _last_row = ""
     _last_print = 0.0
@@ -247,9 +252,11 @@ class Demo:
         streaks = f"{record.passes}/{record.failures}/{record.errors}"
         gate = f"{record.phase.value}: {record.reason}"
         load = f"{counts.ok}/{counts.failed}" if counts else "-"
+        available = self._available_by_release()
+        stable, canary = history.stable or "-", history.canary or "-"
         row = (
-            f"{label:8} {history.stable or '-':15} {self._available('stable'):>6} "
-            f"{history.canary or '-':15} {self._available('canary'):>6}  "
+            f"{label:8} {stable:15} {available.get(stable, 0):>6} "
+            f"{canary:15} {available.get(canary, 0):>6}  "
             f"{streaks:13} {gate:48.48} {load:>12}"
         )
         # a new row when the state changes, and every REPRINT_SECONDS for the traffic counts

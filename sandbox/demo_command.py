@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from k8s.labels import deployment_name
 from sandbox.dagster_home import REPO_ROOT
 from sandbox.demo import DEMO_SPEC, SCENARIOS, Demo, DemoFailed
 
@@ -59,8 +58,6 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
                 port=port,
                 kubeconfig=running.world.cluster.kubeconfig,
                 namespace=running.spec.namespace,
-                stable=deployment_name(running.spec, "stable"),
-                canary=deployment_name(running.spec, "canary"),
                 spec=DEMO_SPEC.relative_to(REPO_ROOT),
             )
         )
@@ -99,8 +96,8 @@ The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
   The sandbox cluster answers kubectl (and `llm-rollout status`) like a real one:
 
     export KUBECONFIG={kubeconfig}
-    .venv/bin/kubectl -n {namespace} get deployments,pods
-    .venv/bin/kubectl -n {namespace} logs deployment/{stable}          # vLLM's own log
-    .venv/bin/kubectl -n {namespace} describe deployment {canary}
+    .venv/bin/kubectl -n {namespace} get deployments -L llm-rollout.io/track   # one per release
+    .venv/bin/kubectl -n {namespace} get pods -L llm-rollout.io/release
+    .venv/bin/kubectl -n {namespace} logs -l llm-rollout.io/release=<id>      # vLLM's own log
     .venv/bin/llm-rollout status {spec}
 """

@@ -39,11 +39,12 @@ class LocalPrometheus:
         self,
         namespace: str,
         pod: str,
-        track: str,
+        release: str,
         address: str,
-        release: str = "rel-test",
         model: str = "demo-tiny",
     ) -> None:
+        """A pod target labelled as the scrape config relabels a real pod (its release is
+        what tells a canary from stable)."""
         host, port = address.removeprefix("http://").rsplit(":", 1)
         meta = "__meta_kubernetes_pod_"
         self.targets.append(
@@ -52,7 +53,6 @@ class LocalPrometheus:
                 "labels": {
                     "__meta_kubernetes_namespace": namespace,
                     f"{meta}name": pod,
-                    f"{meta}label_track": track,
                     f"{meta}label_llm_rollout_io_release": release,
                     f"{meta}label_app_kubernetes_io_name": model,
                     f"{meta}label_app_kubernetes_io_part_of": "llm-rollout",

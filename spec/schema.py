@@ -482,7 +482,9 @@ class ReleaseSpec(SpecModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _dns_label(value, MAX_NAME_LENGTH, " (room is left for the release id of its Deployments)")
+        return _dns_label(
+            value, MAX_NAME_LENGTH, " (room is left for the release id of its Deployments)"
+        )
 
     @field_validator("namespace")
     @classmethod

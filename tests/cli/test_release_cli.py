@@ -96,7 +96,7 @@ def test_status_shows_live_releases(kube: Kube) -> None:
     lifecycle = Lifecycle(ClusterClient(kube.api), spec)
     first = release(spec, 1)
     lifecycle.first_release(first)
-    lifecycle.wait(lifecycle.stable_name())
+    lifecycle.wait(lifecycle.deployment_name(first.release_id))
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "llm-rollout"),
@@ -111,4 +111,4 @@ def test_status_shows_live_releases(kube: Kube) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"{first.release_id}" in result.stdout and "<- stable" in result.stdout
-    assert "stable  demo-tiny: complete" in result.stdout
+    assert f"stable  demo-tiny-{first.release_id}: 1/1 available, complete" in result.stdout

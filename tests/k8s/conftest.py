@@ -33,7 +33,7 @@ def cluster(kube: Kube) -> ClusterClient:
 
 @pytest.fixture
 def lifecycle(cluster: ClusterClient, spec: ReleaseSpec) -> Lifecycle:
-    return Lifecycle(cluster, spec)
+    return Lifecycle(cluster, spec, poll_seconds=0.2)
 
 
 def release(spec: ReleaseSpec, version: int = 1, image: str | None = None) -> Release:

@@ -1,101 +1,182 @@
-"""The release lifecycle against the sandbox cluster, with emulated vLLM pods: canary start,
-promote, abort, rollback, and every fault, with available ≥ desired at every poll."""
+"""The release lifecycle against the sandbox cluster, with emulated vLLM pods: one Deployment
+per release; canary start, promotion by scaling (the canary's pods become stable), abort,
+rollback to a retained or a deleted release, retention, the autoscaler moving with the
+release, the migration from the two-Deployment layout, and every fault — with the model's
+available pods never below desired at any poll."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from kubernetes import client
 
+from k8s import manifests
 from k8s.cluster import ClusterClient, ClusterUnavailable, FieldOwnershipConflict, RolloutStatus
-from k8s.history import ReleaseHistory, UnknownRelease
-from k8s.lifecycle import Lifecycle
+from k8s.history import ReleaseHistory, UnknownRelease, new_record
+from k8s.labels import legacy_deployment_names
+from k8s.lifecycle import Lifecycle, release_of
 from k8s.preflight import InsufficientGpus
 from k8s.release import Release
 from sandbox.cluster.faults import ApiFault
 from spec import ReleaseSpec
-from tests.fixtures.cluster import Kube, wait_for
+from tests.fixtures.cluster import Kube, deployment, wait_for
 from tests.k8s.conftest import COMMIT, release
 
 
 class Invariant:
-    """Records every poll of a rollout and checks stable never dips below desired."""
+    """At every poll of a shift: the model's available pods, over all its Deployments (what
+    its Service serves from), are never below desired."""
 
-    def __init__(self, desired: int) -> None:
-        self.desired = desired
-        self.polls: list[RolloutStatus] = []
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.desired = lifecycle.spec.replicas
+        self.polls: list[int] = []
 
     def __call__(self, status: RolloutStatus) -> None:
-        self.polls.append(status)
-        assert status.available >= self.desired, status
+        available = serving(self.lifecycle)
+        self.polls.append(available)
+        assert available >= self.desired, (available, status)
 
 
-def replicasets(kube: Kube, namespace: str, name: str) -> list[Any]:
-    return [
-        rs
+def serving(lifecycle: Lifecycle) -> int:
+    return sum(
+        int((d.get("status") or {}).get("availableReplicas", 0)) for d in lifecycle.deployments()
+    )
+
+
+def replicas(lifecycle: Lifecycle) -> dict[str, int]:
+    """Release → desired replicas of its Deployment."""
+    return {release_of(d): int(d["spec"]["replicas"]) for d in lifecycle.deployments()}
+
+
+def pods_of(kube: Kube, namespace: str, release_id: str) -> set[str]:
+    pods = kube.core.list_namespaced_pod(
+        namespace, label_selector=f"llm-rollout.io/release={release_id}"
+    ).items
+    return {p.metadata.uid for p in pods if not p.metadata.deletion_timestamp}
+
+
+def replicasets(kube: Kube, namespace: str, name: str) -> list[str]:
+    return sorted(
+        rs.metadata.name
         for rs in kube.apps.list_namespaced_replica_set(namespace).items
-        if rs.metadata.name.startswith(f"{name}-") and "canary" not in rs.metadata.name
-    ]
+        if rs.metadata.name.rsplit("-", 1)[0] == name
+    )
 
 
 def installed(lifecycle: Lifecycle) -> Release:
     first = release(lifecycle.spec, 1)
     lifecycle.first_release(first)
-    assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
+    assert lifecycle.wait(lifecycle.deployment_name(first.release_id)).phase == "complete"
     return first
 
 
-def test_canary_start_promote_keeps_stable_serving(lifecycle: Lifecycle, kube: Kube) -> None:
-    spec = lifecycle.spec
-    first = installed(lifecycle)
-    second = release(spec, 2)
-    lifecycle.start_canary(second)
-    canary = lifecycle.wait(lifecycle.canary_name())
-    assert canary.phase == "complete" and canary.available == 1
-    stable = kube.apps.read_namespaced_deployment(spec.name, spec.namespace)
-    assert stable.metadata.annotations["llm-rollout.io/release"] == first.release_id
-    invariant = Invariant(spec.replicas)
-    status = lifecycle.promote(on_poll=invariant)
-    assert status.phase == "complete"
-    assert len(invariant.polls) >= 1
-    history = lifecycle.history.read()
-    assert (history.stable, history.canary) == (second.release_id, None)
-    assert (
-        kube.apps.read_namespaced_deployment(lifecycle.canary_name(), spec.namespace).spec.replicas
-        == 0
-    )
+def canary_ready(lifecycle: Lifecycle, candidate: Release) -> RolloutStatus:
+    lifecycle.start_canary(candidate)
+    return lifecycle.wait(lifecycle.deployment_name(candidate.release_id), timeout=60)
 
 
-def test_abort_stops_the_canary_and_leaves_stable_alone(lifecycle: Lifecycle, kube: Kube) -> None:
-    spec = lifecycle.spec
-    installed(lifecycle)
-    before = replicasets(kube, spec.namespace, spec.name)
-    lifecycle.start_canary(release(spec, 2))
-    lifecycle.wait(lifecycle.canary_name())
-    lifecycle.abort()
-    assert (
-        kube.apps.read_namespaced_deployment(lifecycle.canary_name(), spec.namespace).spec.replicas
-        == 0
-    )
-    after = replicasets(kube, spec.namespace, spec.name)
-    assert [rs.metadata.name for rs in after] == [rs.metadata.name for rs in before]
-    assert lifecycle.history.read().canary is None
-
-
-def test_rollback_reapplies_the_recorded_release_without_a_new_replicaset(
+def test_promotion_scales_the_canary_up_and_keeps_its_loaded_pods(
     lifecycle: Lifecycle, kube: Kube
 ) -> None:
     spec = lifecycle.spec
     first = installed(lifecycle)
-    lifecycle.start_rolling(release(spec, 2))  # a rolling release, not yet marked stable
-    assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
-    assert len(replicasets(kube, spec.namespace, spec.name)) == 2
-    invariant = Invariant(spec.replicas)
-    assert lifecycle.rollback(on_poll=invariant).phase == "complete"
-    assert lifecycle.rollback(on_poll=invariant).phase == "complete"  # twice: still no new RS
-    assert len(replicasets(kube, spec.namespace, spec.name)) == 2
-    live = kube.apps.read_namespaced_deployment(spec.name, spec.namespace)
-    assert live.metadata.annotations["llm-rollout.io/release"] == first.release_id
+    second = release(spec, 2)
+    canary = canary_ready(lifecycle, second)
+    assert canary.phase == "complete" and canary.available == 1
+    assert replicas(lifecycle) == {first.release_id: 2, second.release_id: 1}
+    loaded = pods_of(kube, spec.namespace, second.release_id)
+    invariant = Invariant(lifecycle)
+    status = lifecycle.promote(on_poll=invariant)
+    assert status.phase == "complete" and len(invariant.polls) >= 2
+    history = lifecycle.history.read()
+    assert (history.stable, history.canary) == (second.release_id, None)
+    # the canary's pod serves on as stable: one more pod started, not a new set
+    after = pods_of(kube, spec.namespace, second.release_id)
+    assert loaded < after and len(after) == spec.replicas
+    assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 2}
+    name = lifecycle.deployment_name(second.release_id)
+    assert len(replicasets(kube, spec.namespace, name)) == 1
+    labels = kube.apps.read_namespaced_deployment(name, spec.namespace).metadata.labels
+    assert labels["llm-rollout.io/track"] == "stable"
+
+
+def test_promotion_needs_no_spare_gpu(lifecycle: Lifecycle, kube: Kube) -> None:
+    """Stable and the canary hold 3 of 8 GPUs; another team takes the other 5. Rewriting
+    stable's pod template (the two-Deployment design) needed a surge pod's GPU and stalled;
+    scaling releases frees a GPU before each new pod needs one."""
+    spec = lifecycle.spec
+    first = installed(lifecycle)
+    second = release(spec, 2)
+    assert canary_ready(lifecycle, second).phase == "complete"
+    kube.apply(spec.namespace, deployment("another-team", replicas=5, gpus=1))
+
+    def others_running() -> bool:
+        status = kube.apps.read_namespaced_deployment("another-team", spec.namespace).status
+        return bool(status and status.available_replicas == 5)
+
+    wait_for(others_running, 60, "the other team's pods to take the free GPUs")
+    invariant = Invariant(lifecycle)
+    assert lifecycle.promote(on_poll=invariant).phase == "complete"
+    assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 2}
+    other = kube.apps.read_namespaced_deployment("another-team", spec.namespace)
+    assert other.status.available_replicas == 5  # nobody else's pods were touched
+
+
+def test_abort_stops_the_canary_and_leaves_stable_alone(lifecycle: Lifecycle, kube: Kube) -> None:
+    spec = lifecycle.spec
+    first = installed(lifecycle)
+    before = pods_of(kube, spec.namespace, first.release_id)
+    second = release(spec, 2)
+    canary_ready(lifecycle, second)
+    lifecycle.abort()
+    assert replicas(lifecycle) == {first.release_id: 2, second.release_id: 0}
+    assert pods_of(kube, spec.namespace, first.release_id) == before
+    assert lifecycle.history.read().canary is None
+
+
+def test_rollback_scales_the_retained_release_back_up_without_a_new_replicaset(
+    lifecycle: Lifecycle, kube: Kube
+) -> None:
+    spec = lifecycle.spec
+    first = installed(lifecycle)
+    second = release(spec, 2)
+    assert lifecycle.roll(second, Invariant(lifecycle)).phase == "complete"  # no canary
+    assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 2}
+    name = lifecycle.deployment_name(first.release_id)
+    sets = replicasets(kube, spec.namespace, name)
+    assert lifecycle.rollback(first.release_id, Invariant(lifecycle)).phase == "complete"
+    assert lifecycle.rollback(first.release_id, Invariant(lifecycle)).phase == "complete"
+    assert replicasets(kube, spec.namespace, name) == sets  # scaled, not re-created
+    assert replicas(lifecycle) == {first.release_id: 2, second.release_id: 0}
+    assert lifecycle.history.read().stable == first.release_id
+
+
+def test_a_release_beyond_retention_is_deleted_and_restored_exactly_from_history(
+    lifecycle: Lifecycle, kube: Kube, spec: ReleaseSpec
+) -> None:
+    keeps_one = spec.model_copy(
+        update={"rollout": spec.rollout.model_copy(update={"retained_releases": 1})}
+    )
+    lifecycle = Lifecycle(lifecycle.cluster, keeps_one, poll_seconds=lifecycle.poll_seconds)
+    first = installed(lifecycle)
+    later = [release(keeps_one, n) for n in (2, 3)]
+    for candidate in later:
+        assert lifecycle.roll(candidate, Invariant(lifecycle)).phase == "complete"
+    # stable and one earlier release kept; the first one's Deployment deleted
+    assert replicas(lifecycle) == {later[0].release_id: 0, later[1].release_id: 2}
+    assert lifecycle.rollback(first.release_id, Invariant(lifecycle)).phase == "complete"
+    restored = kube.apps.read_namespaced_deployment(
+        lifecycle.deployment_name(first.release_id), keeps_one.namespace
+    )
+    recorded = lifecycle.history.read().find(first.release_id)
+    assert recorded is not None
+    template = next(m for m in recorded.manifests if m["kind"] == "Deployment")["spec"]["template"]
+    live = kube.api.sanitize_for_serialization(restored.spec.template)
+    assert live["spec"]["containers"][0]["image"] == template["spec"]["containers"][0]["image"]
+    assert live["metadata"]["annotations"] == template["metadata"]["annotations"]
+    assert replicas(lifecycle)[first.release_id] == 2
 
 
 def test_a_rollback_target_missing_from_history_is_a_clear_error(lifecycle: Lifecycle) -> None:
@@ -104,16 +185,82 @@ def test_a_rollback_target_missing_from_history_is_a_clear_error(lifecycle: Life
         lifecycle.rollback("rel-0000000000")
 
 
+def test_the_autoscaler_scales_only_the_stable_release_and_moves_with_promotion(
+    kube: Kube, cluster: ClusterClient, spec: ReleaseSpec
+) -> None:
+    scaled = ReleaseSpec.model_validate(
+        {**spec.model_dump(), "autoscaling": {"min": 2, "max": 4, "target": 5}}
+    )
+    lifecycle = Lifecycle(cluster, scaled, poll_seconds=0.2)
+    first = installed(lifecycle)
+    autoscaling = client.AutoscalingV2Api(kube.api)
+
+    def target() -> str:
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(scaled.name, scaled.namespace)
+        return str(hpa.spec.scale_target_ref.name)
+
+    assert target() == lifecycle.deployment_name(first.release_id)
+    second = release(scaled, 2)
+    canary_ready(lifecycle, second)
+    assert target() == lifecycle.deployment_name(first.release_id)  # never the canary
+    # the HPA had scaled stable to 3: the promoted release takes over at that level
+    cluster.scale(lifecycle.deployment_name(first.release_id), scaled.namespace, 3)
+    wait_for(lambda: serving(lifecycle) == 4)
+    assert lifecycle.promote().phase == "complete"
+    assert target() == lifecycle.deployment_name(second.release_id)
+    assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 3}
+
+
+def test_a_model_installed_with_two_fixed_deployments_is_adopted_without_downtime(
+    lifecycle: Lifecycle, kube: Kube
+) -> None:
+    """A model installed by an earlier llm-rollout: '<model>' (stable, selecting
+    `track: stable`) and '<model>-canary' at zero, with its release in the history. The next
+    release shifts away from them like from any release, then removes them."""
+    spec = lifecycle.spec
+    old = release(spec, 1)
+    stable_name, canary_name = legacy_deployment_names(spec)
+    lifecycle._apply_platform()
+    for name, track, count in ((stable_name, "stable", 2), (canary_name, "canary", 0)):
+        legacy = manifests.deployment(old, count)
+        legacy["metadata"]["name"] = name
+        legacy["metadata"]["labels"]["track"] = track
+        selector = {"app.kubernetes.io/name": spec.name, "track": track}
+        legacy["spec"]["selector"] = {"matchLabels": selector}
+        pod_labels = legacy["spec"]["template"]["metadata"]["labels"]
+        pod_labels.update(selector)
+        pod_labels["app.kubernetes.io/instance"] = name
+        pod_labels["llm-rollout.io/release"] = old.release_id
+        lifecycle.cluster.apply(legacy)
+        if track == "stable":
+            lifecycle.history.record(
+                new_record(old.release_id, COMMIT, old.image, [legacy], "earlier version")
+            )
+    lifecycle.history.mark(stable=old.release_id)
+    assert lifecycle.wait(stable_name).phase == "complete"
+    second = release(spec, 2)
+    assert canary_ready(lifecycle, second).phase == "complete"
+    invariant = Invariant(lifecycle)
+    assert lifecycle.promote(on_poll=invariant).phase == "complete"
+    assert min(invariant.polls) >= spec.replicas
+    names = {d["metadata"]["name"] for d in lifecycle.deployments()}
+    assert names == {lifecycle.deployment_name(second.release_id)}  # the old two are gone
+    # and the earlier release is still restorable, now as a Deployment of its own
+    assert lifecycle.rollback(old.release_id, Invariant(lifecycle)).phase == "complete"
+    assert replicas(lifecycle) == {old.release_id: 2, second.release_id: 0}
+
+
 def test_an_unknown_image_stalls_with_the_reason_and_stable_keeps_serving(
     lifecycle: Lifecycle, kube: Kube
 ) -> None:
     spec = lifecycle.spec
-    installed(lifecycle)
-    lifecycle.start_canary(release(spec, 2, image="registry.example.com/nowhere:1"))
-    status = lifecycle.wait(lifecycle.canary_name(), timeout=60)
+    first = installed(lifecycle)
+    status = canary_ready(lifecycle, release(spec, 2, image="registry.example.com/nowhere:1"))
     assert status.phase == "stalled"
     assert status.reason.startswith("ImagePullBackOff")
-    stable = lifecycle.cluster.rollout_status(lifecycle.stable_name(), spec.namespace)
+    stable = lifecycle.cluster.rollout_status(
+        lifecycle.deployment_name(first.release_id), spec.namespace
+    )
     assert stable.phase == "complete" and stable.available == spec.replicas
 
 
@@ -121,8 +268,7 @@ def test_crash_looping_pods_are_detected(lifecycle: Lifecycle, kube: Kube) -> No
     spec = lifecycle.spec
     installed(lifecycle)
     crashing = Release(spec, COMMIT, "registry.sandbox.local/python:3")  # no command: exits
-    lifecycle.start_canary(crashing)
-    status = lifecycle.wait(lifecycle.canary_name(), timeout=60)
+    status = canary_ready(lifecycle, crashing)
     assert status.phase == "stalled"
     assert status.reason.startswith("CrashLoopBackOff")
 
@@ -136,17 +282,16 @@ def test_preflight_refuses_a_canary_without_free_gpus(
             "serving": spec.serving.model_copy(update={"tensor_parallel_size": 4}),
         }
     )
-    hungry = Lifecycle(lifecycle.cluster, greedy)
-    hungry.first_release(release(greedy, 1))  # 2 replicas × 4 GPUs: both nodes full
-    assert hungry.wait(hungry.stable_name()).phase == "complete"
+    hungry = Lifecycle(lifecycle.cluster, greedy, poll_seconds=lifecycle.poll_seconds)
+    installed(hungry)  # 2 replicas × 4 GPUs: both nodes full
     with pytest.raises(InsufficientGpus, match=r"needs 4 GPU\(s\) .* only 0 of the 8"):
         hungry.start_canary(release(greedy, 2))
     assert hungry.history.read().canary is None
 
 
-def test_an_unschedulable_surge_is_reported_as_stalled(lifecycle: Lifecycle, kube: Kube) -> None:
+def test_a_shift_waits_for_free_gpus_and_reports_it(lifecycle: Lifecycle, kube: Kube) -> None:
     spec = lifecycle.spec
-    installed(lifecycle)
+    first = installed(lifecycle)
     kube.apply(
         spec.namespace,
         {  # a greedy neighbour takes every free GPU after preflight
@@ -179,28 +324,32 @@ def test_an_unschedulable_surge_is_reported_as_stalled(lifecycle: Lifecycle, kub
 
     wait_for(greedy_bound)
     with pytest.raises(InsufficientGpus, match=r"needs 1 GPU\(s\) .* only 0 of the 8"):
-        lifecycle.start_rolling(release(spec, 2))
-    # and if the GPUs go anyway (preflight raced), the stall is reported with the reason
-    lifecycle._record(release(spec, 2))
-    lifecycle._apply_record(lifecycle.history.read().releases[-1])
-    status = lifecycle.wait(lifecycle.stable_name(), timeout=30)
+        lifecycle.roll(release(spec, 2))
+    # and if the GPUs go anyway (preflight raced), the shift starts no pod that cannot be
+    # placed, keeps the old release serving, and says why it stopped
+    second = release(spec, 2)
+    lifecycle._record(second)
+    lifecycle._apply_release(manifests.deployment(second, 0))
+    status = lifecycle.shift(second.release_id, Invariant(lifecycle), timeout=3)
     assert status.phase == "stalled"
-    assert status.reason.startswith("Unschedulable: 0/3 nodes are available")
-    assert "Insufficient nvidia.com/gpu" in status.reason
-    assert status.available == spec.replicas  # the old pods keep serving
+    assert "no free GPU for the next pod" in status.reason
+    assert replicas(lifecycle) == {first.release_id: 2, second.release_id: 0}
 
 
 def test_a_hand_edit_is_surfaced_not_overwritten(lifecycle: Lifecycle, kube: Kube) -> None:
     spec = lifecycle.spec
     installed(lifecycle)
+    second = release(spec, 2)
+    canary_ready(lifecycle, second)
+    name = lifecycle.deployment_name(second.release_id)
     kube.apps.patch_namespaced_deployment_scale(
-        spec.name, spec.namespace, {"spec": {"replicas": 3}}, field_manager="kubectl-scale"
+        name, spec.namespace, {"spec": {"replicas": 3}}, field_manager="kubectl-scale"
     )
     with pytest.raises(
         FieldOwnershipConflict, match=r'\.spec\.replicas is owned by "kubectl-scale"'
     ):
-        lifecycle.start_rolling(release(spec, 2))
-    assert kube.apps.read_namespaced_deployment(spec.name, spec.namespace).spec.replicas == 3
+        lifecycle.start_canary(second)
+    assert kube.apps.read_namespaced_deployment(name, spec.namespace).spec.replicas == 3
 
 
 def test_a_stale_resource_version_is_reread_and_retried(
@@ -236,12 +385,14 @@ def test_api_errors_are_retried_within_bounds(lifecycle: Lifecycle, kube: Kube) 
     faults = kube.cluster.api.faults
     for status in (500, 503, 429):
         faults.add(ApiFault("status", method="PATCH", status=status, times=2))
-    lifecycle.start_rolling(release(spec, 2))  # succeeds after six failures over three applies
+    second = release(spec, 2)
+    assert lifecycle.roll(second).phase == "complete"  # after six failed PATCHes
     faults.add(ApiFault("status", status=503, times=None))
     with pytest.raises(ClusterUnavailable, match=r"kept failing .* after 5 attempts"):
-        lifecycle.cluster.rollout_status(spec.name, spec.namespace)
+        lifecycle.cluster.rollout_status(
+            lifecycle.deployment_name(second.release_id), spec.namespace
+        )
     faults.clear()
-    assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
 
 
 def test_timeouts_are_retried_then_fail_cleanly(kube: Kube, spec: ReleaseSpec) -> None:
@@ -263,37 +414,35 @@ def test_a_write_whose_response_was_lost_is_reapplied_idempotently(
         ApiFault("lose_response", method="PATCH", path_contains="/deployments/", times=1)
     )
     second = release(spec, 2)
-    lifecycle.start_rolling(second)
-    assert lifecycle.wait(lifecycle.stable_name()).phase == "complete"
-    live = kube.apps.read_namespaced_deployment(spec.name, spec.namespace)
+    assert lifecycle.roll(second).phase == "complete"
+    name = lifecycle.deployment_name(second.release_id)
+    live = kube.apps.read_namespaced_deployment(name, spec.namespace)
     assert live.metadata.annotations["llm-rollout.io/release"] == second.release_id
-    assert len(replicasets(kube, spec.namespace, spec.name)) == 2
+    assert len(replicasets(kube, spec.namespace, name)) == 1
 
 
 def test_bad_good_bad_good_releases_of_one_model_back_to_back(
     lifecycle: Lifecycle, kube: Kube
 ) -> None:
-    """Every canary after the first finds the canary Deployment scaled to 0 by the last
-    promotion or rollback; under the API server's ownership rules (a /scale write is its own
-    manager) starting it again must not be a field conflict."""
+    """Releases that come back (a rejected one launched again) find their Deployment scaled
+    to 0 by the last rollback; under the API server's ownership rules (a /scale write is its
+    own manager) starting it again must not be a field conflict."""
     spec = lifecycle.spec
     installed(lifecycle)
     crashing = Release(spec, COMMIT, "registry.sandbox.local/python:3")  # no command: exits
     good = [release(spec, 2), release(spec, 3)]
     bad = [crashing, release(spec, 4, image="registry.example.com/nowhere:1")]
     for attempt in range(2):
-        lifecycle.start_canary(bad[attempt])
-        assert lifecycle.wait(lifecycle.canary_name(), timeout=60).phase == "stalled"
+        assert canary_ready(lifecycle, bad[attempt]).phase == "stalled"
         if attempt == 0:
-            assert lifecycle.rollback(on_poll=Invariant(spec.replicas)).phase == "complete"
+            assert lifecycle.rollback(on_poll=Invariant(lifecycle)).phase == "complete"
         else:
             lifecycle.abort()
-        lifecycle.start_canary(good[attempt])
-        assert lifecycle.wait(lifecycle.canary_name()).phase == "complete"
-        assert lifecycle.promote(on_poll=Invariant(spec.replicas)).phase == "complete"
+        assert canary_ready(lifecycle, good[attempt]).phase == "complete"
+        assert lifecycle.promote(on_poll=Invariant(lifecycle)).phase == "complete"
         history = lifecycle.history.read()
         assert (history.stable, history.canary) == (good[attempt].release_id, None)
-    canary = kube.apps.read_namespaced_deployment(lifecycle.canary_name(), spec.namespace)
-    assert canary.spec.replicas == 0
-    stable = kube.apps.read_namespaced_deployment(spec.name, spec.namespace)
-    assert stable.metadata.annotations["llm-rollout.io/release"] == good[1].release_id
+    # the first bad release launched again: its Deployment at 0 comes back as a canary
+    assert canary_ready(lifecycle, bad[0]).phase == "stalled"
+    lifecycle.abort()
+    assert replicas(lifecycle)[good[1].release_id] == spec.replicas

@@ -28,17 +28,22 @@ def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
 def test_every_object_validates_for_every_supported_version(name: str) -> None:
     release = release_of(SPECS[name])
     objects = manifests.all_objects(release)
-    assert [o["kind"] for o in objects].count("Deployment") == 2
+    # the release's own Deployment, no canary: a canary is a step the controller takes, and
+    # applying render's output must not start an extra GPU pod
+    assert [o["kind"] for o in objects].count("Deployment") == 1
     assert schema_problems(objects, SUPPORTED_VERSIONS) == []
 
 
 def test_the_deepseek_deployment_carries_the_seeds_lessons() -> None:
     spec = SPECS["deepseek-v4"]
-    deployment = manifests.deployment(release_of(spec), "stable", None)
+    deployment = manifests.release_objects(release_of(spec))[0]
     pod = deployment["spec"]["template"]["spec"]
     container = container_of(deployment)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    assert "replicas" not in deployment["spec"]  # the HPA owns replicas
+    # created at the autoscaler's minimum; the HPA (which moves with the stable release)
+    # takes replicas over through /scale
+    assert spec.autoscaling is not None
+    assert deployment["spec"]["replicas"] == spec.autoscaling.min
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
     assert (
@@ -90,21 +95,39 @@ def test_vllm_arguments_follow_the_version() -> None:
     assert "--shutdown-timeout" in vllm_args(SPECS["demo-tiny"], "/models")
 
 
-def test_stable_and_canary_share_the_service_but_not_selectors() -> None:
-    release = release_of(SPECS["demo-tiny"])
-    stable = manifests.deployment(release, "stable", 2)
-    canary = manifests.deployment(release, "canary", 1)
-    service = manifests.service(release.spec)
+def test_each_release_has_its_own_deployment_behind_the_one_service() -> None:
+    spec = SPECS["demo-tiny"]
+    old, new = Release(spec, "a" * 40, "img:1"), Release(spec, "a" * 40, "img:2")
+    service = manifests.service(spec)
     assert service["metadata"]["name"] != "vllm"
-    for deployment in (stable, canary):
+    deployments = [manifests.deployment(r, 1) for r in (old, new)]
+    for release, deployment in zip((old, new), deployments, strict=True):
+        assert deployment["metadata"]["name"] == f"demo-tiny-{release.release_id}"
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
-    assert stable["spec"]["selector"] != canary["spec"]["selector"]
-    assert canary["metadata"]["name"] == "demo-tiny-canary"
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        # no track on the pods: promotion must not change the pod template
+        assert "track" not in labels and "llm-rollout.io/track" not in labels
+    assert deployments[0]["spec"]["selector"] != deployments[1]["spec"]["selector"]
+
+
+def test_a_recorded_two_deployment_release_converts_to_its_own_deployment() -> None:
+    spec = SPECS["demo-tiny"]
+    release = Release(spec, "a" * 40, "img:1")
+    legacy = manifests.deployment(release, 2)
+    legacy["metadata"]["name"] = "demo-tiny"
+    legacy["metadata"]["labels"]["track"] = "stable"
+    legacy["spec"]["selector"] = {
+        "matchLabels": {"app.kubernetes.io/name": "demo-tiny", "track": "stable"}
+    }
+    legacy["spec"]["template"]["metadata"]["labels"]["track"] = "stable"
+    converted = manifests.versioned(legacy, spec)
+    assert converted == manifests.deployment(release, 2)
+    assert manifests.versioned(converted, spec) == converted
 
 
 def test_the_hpa_reads_the_adapter_metric() -> None:
-    hpa = manifests.autoscaler(SPECS["deepseek-v4"])
+    hpa = manifests.autoscaler(SPECS["deepseek-v4"], "rel-0123456789")
     assert hpa is not None
     metric = hpa["spec"]["metrics"][0]["pods"]
     assert metric["metric"]["name"] == "vllm_num_requests_waiting"
@@ -151,9 +174,9 @@ def test_the_drain_uses_the_sleep_action_only_where_it_is_on_by_default() -> Non
     release = release_of(SPECS["demo-tiny"])
     # Kubernetes 1.29 (the default target: the oldest we support) has PodLifecycleSleepAction
     # alpha, off: the image's `sleep` binary waits instead
-    oldest = container_of(manifests.deployment(release, "stable", 1))
+    oldest = container_of(manifests.deployment(release, 1))
     assert oldest["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "10"]}}
-    newer = container_of(manifests.deployment(release, "stable", 1, kubernetes_version="1.30.2"))
+    newer = container_of(manifests.deployment(release, 1, kubernetes_version="1.30.2"))
     assert newer["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
     for version in SUPPORTED_VERSIONS:
         objects = manifests.all_objects(release, kubernetes_version=version)
@@ -177,8 +200,8 @@ def test_shutdown_timeout_is_passed_only_to_vllm_versions_that_have_it() -> None
 
 def test_replicas_of_a_model_prefer_different_nodes() -> None:
     release = release_of(SPECS["deepseek-v4"])
-    for track in ("stable", "canary"):
-        pod = manifests.deployment(release, track, 2)["spec"]["template"]  # type: ignore[arg-type]
+    for replicas in (1, 2):  # a canary and a stable release alike: spread over the model
+        pod = manifests.deployment(release, replicas)["spec"]["template"]
         assert pod["spec"]["topologySpreadConstraints"] == [
             {
                 "maxSkew": 1,
@@ -210,7 +233,7 @@ def test_only_labelled_clients_and_prometheus_reach_the_pods() -> None:
     policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
     assert schema_problems([policy]) == []
     assert policy["metadata"]["namespace"] == "llm-serving"
-    pod_labels = manifests.deployment(release_of(spec), "canary", 1)["spec"]["template"]["metadata"]
+    pod_labels = manifests.deployment(release_of(spec), 1)["spec"]["template"]["metadata"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels["labels"].items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
@@ -227,7 +250,7 @@ def test_only_labelled_clients_and_prometheus_reach_the_pods() -> None:
 
 
 def test_the_api_key_comes_from_an_optional_secret() -> None:
-    container = container_of(manifests.deployment(release_of(SPECS["demo-tiny"]), "stable", 1))
+    container = container_of(manifests.deployment(release_of(SPECS["demo-tiny"]), 1))
     key = next(e for e in container["env"] if e["name"] == "VLLM_API_KEY")
     assert key == {
         "name": "VLLM_API_KEY",

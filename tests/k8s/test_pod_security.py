@@ -20,7 +20,7 @@ SPECS = {name: load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tin
 def pod_of(name: str) -> dict[str, Any]:
     spec = SPECS[name]
     release = Release(spec, "a" * 40, default_image(spec))
-    return manifests.deployment(release, "stable", 1)["spec"]["template"]  # type: ignore[no-any-return]
+    return manifests.deployment(release, 1)["spec"]["template"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("name", SPECS)

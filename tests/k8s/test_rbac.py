@@ -48,13 +48,15 @@ def grant(kube: Kube, spec: ReleaseSpec, objects: list[dict[str, Any]]) -> Clust
 def release_promote_rollback(run: Lifecycle) -> None:
     """First release, a bad canary rolled back, a good canary promoted, an aborted canary."""
     spec = run.spec
-    run.first_release(release(spec, 1))
-    assert run.wait(run.stable_name()).phase == "complete"
-    run.start_canary(Release(spec, COMMIT, "registry.sandbox.local/python:3"))  # crashes
-    assert run.wait(run.canary_name(), timeout=60).phase == "stalled"
+    first, crashing = release(spec, 1), Release(spec, COMMIT, "registry.sandbox.local/python:3")
+    run.first_release(first)
+    assert run.wait(run.deployment_name(first.release_id)).phase == "complete"
+    run.start_canary(crashing)
+    assert run.wait(run.deployment_name(crashing.release_id), timeout=60).phase == "stalled"
     assert run.rollback().phase == "complete"
-    run.start_canary(release(spec, 2))
-    assert run.wait(run.canary_name()).phase == "complete"
+    good = release(spec, 2)
+    run.start_canary(good)
+    assert run.wait(run.deployment_name(good.release_id)).phase == "complete"
     assert run.promote().phase == "complete"
     run.start_canary(release(spec, 3))
     run.abort()

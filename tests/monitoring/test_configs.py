@@ -95,13 +95,13 @@ def test_dashboard_queries_parse_and_use_recorded_series(spec: object, tmp_path:
     result = run("promtool", "check", "rules", str(tmp_path / "queries.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
     board = json.loads(monitoring_files(spec)["grafana-dashboard.json"])  # type: ignore[arg-type]
-    assert board["annotations"]["list"][0]["titleFormat"] == "{{release}} ({{track}})"
-    assert {p["targets"][0]["legendFormat"] for p in board["panels"]} == {"{{track}}"}
+    assert board["annotations"]["list"][0]["titleFormat"] == "{{release}} first serving"
+    assert {p["targets"][0]["legendFormat"] for p in board["panels"]} == {"{{release}}"}
 
 
 def test_adapter_serves_the_metric_the_hpa_reads() -> None:
     spec = SPECS[0]
-    hpa = manifests.autoscaler(spec)
+    hpa = manifests.autoscaler(spec, "rel-1")
     assert hpa is not None
     wanted = hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
     adapter = yaml.safe_load(monitoring_files(spec)["prometheus-adapter-rules.yml"])
@@ -109,8 +109,9 @@ def test_adapter_serves_the_metric_the_hpa_reads() -> None:
     assert wanted in exposed
     for rule in adapter["rules"]:
         assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
-    keda = yaml.safe_load(monitoring_files(spec)["keda-scaledobject.yml"])
-    assert keda["spec"]["scaleTargetRef"]["name"] == "deepseek-v4"
+    assert "keda-scaledobject.yml" not in monitoring_files(spec)  # it scales one release
+    keda = yaml.safe_load(monitoring_files(spec, release_id="rel-1")["keda-scaledobject.yml"])
+    assert keda["spec"]["scaleTargetRef"]["name"] == f"{spec.name}-rel-1"
     assert "vllm:num_requests_waiting" in keda["spec"]["triggers"][0]["metadata"]["query"]
 
 
@@ -163,13 +164,14 @@ def test_the_crd_schemas_catch_a_wrong_field() -> None:
 @needs_tools
 def test_the_keda_query_over_its_threshold_gives_the_replicas_needed(tmp_path: Path) -> None:
     spec = SPECS[0]  # autoscaling on num_requests_waiting, 5 per pod
-    keda = yaml.safe_load(monitoring_files(spec)["keda-scaledobject.yml"])
+    keda = yaml.safe_load(monitoring_files(spec, release_id="rel-stable")["keda-scaledobject.yml"])
+    assert keda["spec"]["scaleTargetRef"]["name"] == f"{spec.name}-rel-stable"
     (trigger,) = keda["spec"]["triggers"]
     assert trigger["metricType"] == "AverageValue"
     query, threshold = trigger["metadata"]["query"], float(trigger["metadata"]["threshold"])
     # two stable pods with 12 and 8 requests waiting (and a canary the HPA does not scale):
     # 20 waiting at 5 per pod needs 4 pods, so KEDA's value / threshold must be 4
-    series = [("stable", "a", 12), ("stable", "b", 8), ("canary", "c", 30)]
+    series = [("rel-stable", "a", 12), ("rel-stable", "b", 8), ("rel-canary", "c", 30)]
     (tmp_path / "none.yml").write_text("groups: []\n")
     tests = {
         "rule_files": ["none.yml"],
@@ -180,10 +182,10 @@ def test_the_keda_query_over_its_threshold_gives_the_replicas_needed(tmp_path: P
                 "input_series": [
                     {
                         "series": f'vllm:num_requests_waiting{{namespace="{spec.namespace}",'
-                        f'model="{spec.name}",track="{track}",pod="{pod}"}}',
+                        f'model="{spec.name}",release="{release}",pod="{pod}"}}',
                         "values": f"{waiting}x5",
                     }
-                    for track, pod, waiting in series
+                    for release, pod, waiting in series
                 ],
                 "promql_expr_test": [
                     {

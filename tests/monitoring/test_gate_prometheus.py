@@ -16,7 +16,7 @@ from sandbox.prometheus import PrometheusMissing, start_prometheus
 from sandbox.vllm_metrics import MetricsEmulator
 from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
-from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
+from tests.fixtures.prometheus import CANARY, SCRAPE_INTERVAL_SECONDS, STABLE, LocalPrometheus
 
 WINDOW_SECONDS = 10
 # Every scenario's stable and canary pods, in a namespace of their own, scraped by one
@@ -53,7 +53,7 @@ def spec_for(namespace: str = "llm-demo") -> ReleaseSpec:
 
 
 def evaluate(prometheus: LocalPrometheus, spec: ReleaseSpec) -> Verdict:
-    queries = gate_queries(spec)
+    queries = gate_queries(spec, CANARY, STABLE)
     try:
         measured = measure(prometheus.url, queries)
     except PrometheusFailed as failure:
@@ -66,8 +66,8 @@ def start_pair(
 ) -> list[MetricsEmulator]:
     stable = MetricsEmulator("healthy", seed=1).start()
     candidate = MetricsEmulator(canary, latency_scale=scale, seed=2).start()
-    prometheus.add_pod(namespace, "demo-tiny-abc", "stable", stable.url)
-    prometheus.add_pod(namespace, "demo-tiny-canary-xyz", "canary", candidate.url)
+    prometheus.add_pod(namespace, "demo-tiny-abc", STABLE.release, stable.url)
+    prometheus.add_pod(namespace, "demo-tiny-canary-xyz", CANARY.release, candidate.url)
     return [stable, candidate]
 
 

@@ -32,7 +32,6 @@ def series(name: str, values: str, **labels: str) -> dict[str, str]:
     base = {
         "namespace": SPEC.namespace,
         "model": SPEC.name,
-        "track": "canary",
         "release": "rel-new",
         "pod": "demo-tiny-canary-1",
     }
@@ -97,13 +96,11 @@ CASES = {
             series(
                 "vllm:time_per_output_token_seconds_sum",
                 "0+0.5x60",
-                track="stable",
                 release="rel-old",
             ),
             series(
                 "vllm:time_per_output_token_seconds_count",
                 "0+10x60",
-                track="stable",
                 release="rel-old",
             ),
         ],

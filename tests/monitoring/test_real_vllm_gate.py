@@ -20,7 +20,7 @@ from monitoring.queries import gate_queries
 from sandbox.vllm_process import VllmProcess
 from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
-from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
+from tests.fixtures.prometheus import CANARY, SCRAPE_INTERVAL_SECONDS, STABLE, LocalPrometheus
 from tests.fixtures.sandbox_servers import VllmPair
 
 pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane
@@ -78,8 +78,8 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
     for _ in range(5):  # warm up: first batches of a fresh server compile and allocate
         complete(real_vllm.url)
         complete(canary_vllm.url)
-    prometheus.add_pod(spec.namespace, "demo-tiny-abc", "stable", real_vllm.url)
-    prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", "canary", canary_vllm.url)
+    prometheus.add_pod(spec.namespace, "demo-tiny-abc", STABLE.release, real_vllm.url)
+    prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", CANARY.release, canary_vllm.url)
     stop = threading.Event()
 
     def load(url: str) -> None:  # a steady load generator: ~2 requests/s per server
@@ -95,7 +95,7 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
         worker.start()
     try:
         prometheus.wait_for_samples(WINDOW_SECONDS + 2)
-        queries = gate_queries(spec)
+        queries = gate_queries(spec, CANARY, STABLE)
         verdict = judge(
             spec,
             measure(prometheus.url, queries).values,

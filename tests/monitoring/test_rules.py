@@ -19,13 +19,12 @@ SPEC = load_spec(DEMO_SPEC)  # TTFT SLO 2s, ITL 0.5s, success ≥ 0.99
 POD = {
     "namespace": "llm-demo",
     "model": "demo-tiny",
-    "track": "canary",
     "release": "rel-1",
     "pod": "demo-tiny-canary-abc",
     "model_name": "tiny-llama",
     "engine": "0",
 }
-GROUP = {"namespace": "llm-demo", "model": "demo-tiny", "track": "canary", "release": "rel-1"}
+GROUP = {"namespace": "llm-demo", "model": "demo-tiny", "release": "rel-1"}
 
 pytestmark = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool (Debian prometheus) is not installed"
@@ -66,7 +65,7 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
     "VllmKvCacheNearlyFull": (
         [series("vllm:kv_cache_usage_perc", "0.99x30")],
         [series("vllm:kv_cache_usage_perc", "0.5x30")],
-        {"namespace": "llm-demo", "track": "canary", "severity": "warning"},
+        {"namespace": "llm-demo", "release": "rel-1", "severity": "warning"},
     ),
     "VllmTtftP99OverSlo": (
         histogram("vllm:time_to_first_token_seconds", "5.0", LATENCY_BUCKETS),
@@ -87,12 +86,12 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
             series("http_requests_total", "0+100x30", handler="/v1/completions", status="2xx"),
             series("http_requests_total", "0+0x30", handler="/v1/completions", status="5xx"),
         ],
-        {"namespace": "llm-demo", "track": "canary", "severity": "critical"},
+        {"namespace": "llm-demo", "release": "rel-1", "severity": "critical"},
     ),
     "VllmPreempting": (
         [series("vllm:num_preemptions_total", "0+60x30")],
         [series("vllm:num_preemptions_total", "0+0x30")],
-        {"namespace": "llm-demo", "track": "canary", "severity": "warning"},
+        {"namespace": "llm-demo", "release": "rel-1", "severity": "warning"},
     ),
     "VllmPodRestarting": (
         [

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from k8s.cluster import ClusterClient
 from k8s.history import History, ReleaseHistory
+from k8s.labels import deployment_name
 from rollout.machine import RolloutRecord
 from rollout.store import RolloutStore
 from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
@@ -78,11 +79,11 @@ class Orchestra:
         """The release controller's record of the model."""
         return RolloutStore(self.cluster, self.spec(name)).read()
 
-    def pod_urls(self, name: str, release: str, track: str = "stable") -> list[str]:
-        """The addresses of a release's running pods of one track (each an emulated vLLM)."""
+    def pod_urls(self, name: str, release: str) -> list[str]:
+        """The addresses of a release's running pods (each an emulated vLLM)."""
         spec = self.spec(name)
         pods = client.CoreV1Api(self.world.api).list_namespaced_pod(
-            spec.namespace, label_selector=f"llm-rollout.io/release={release},track={track}"
+            spec.namespace, label_selector=f"llm-rollout.io/release={release}"
         )
         return [
             f"http://{p.status.pod_ip}:8000"
@@ -90,10 +91,14 @@ class Orchestra:
             if p.status.pod_ip and p.status.phase == "Running" and not p.metadata.deletion_timestamp
         ]
 
-    def deployment(self, name: str, track: str = "stable") -> Any:
+    def deployment(self, name: str, release: str | None = None) -> Any:
+        """A release's Deployment (default: the stable release's)."""
         spec = self.spec(name)
-        full = spec.name if track == "stable" else f"{spec.name}-canary"
-        return client.AppsV1Api(self.world.api).read_namespaced_deployment(full, spec.namespace)
+        release = release or self.history(name).stable
+        assert release, f"{name} has no stable release"
+        return client.AppsV1Api(self.world.api).read_namespaced_deployment(
+            deployment_name(spec, release), spec.namespace
+        )
 
     # -- Dagster ------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ def test_a_bad_release_is_rolled_back_by_the_gate_and_stable_is_untouched(
 
     history = orchestra.history("e2e-bad")
     assert history.canary is None and history.stable == stable_before
-    assert orchestra.deployment("e2e-bad", "canary").spec.replicas == 0
+    assert orchestra.deployment("e2e-bad", canary).spec.replicas == 0
     assert orchestra.deployment("e2e-bad").status.observed_generation == pods_before
     failing = [e for e in orchestra.gate_evaluations("e2e-bad") if e["release_id"] == canary]
     assert failing and not failing[0]["passed"]
@@ -148,7 +148,7 @@ def test_prometheus_down_during_the_gate_holds_and_the_gate_resumes_when_it_retu
     assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
     canary = orchestra.history("e2e-blip").canary
     wait_for(
-        lambda: orchestra.deployment("e2e-blip", "canary").status.available_replicas,
+        lambda: orchestra.deployment("e2e-blip", canary).status.available_replicas,
         60,
         "the canary to be ready",
     )

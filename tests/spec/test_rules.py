@@ -310,4 +310,4 @@ def test_a_namespace_may_be_63_characters(write_spec: WriteSpec) -> None:
 
 def test_the_name_keeps_room_for_deployment_and_pod_suffixes(write_spec: WriteSpec) -> None:
     problem = only_problem(write_spec(name="n" * 41))
-    assert "at most 40 characters (room is left for '-canary'" in problem.message
+    assert "at most 40 characters (room is left for the release id" in problem.message
