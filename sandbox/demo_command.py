@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from k8s.labels import deployment_name
 from sandbox.dagster_home import REPO_ROOT
 from sandbox.demo import DEMO_SPEC, SCENARIOS, Demo, DemoFailed
 
@@ -44,7 +45,7 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
     running = Demo(folder, lambda line: click.echo(line))
     try:
         running.start(None if headless else port)
-        running.install_stable()
+        stable = running.install_stable()
         if headless:
             outcomes = [running.run(SCENARIOS[name]) for name in scenarios or ("good",)]
             click.echo("")
@@ -58,6 +59,7 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
                 port=port,
                 kubeconfig=running.world.cluster.kubeconfig,
                 namespace=running.spec.namespace,
+                stable=deployment_name(running.spec, stable),
                 spec=DEMO_SPEC.relative_to(REPO_ROOT),
             )
         )
@@ -96,8 +98,8 @@ The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
   The sandbox cluster answers kubectl (and `llm-rollout status`) like a real one:
 
     export KUBECONFIG={kubeconfig}
-    .venv/bin/kubectl -n {namespace} get deployments -L llm-rollout.io/track   # one per release
-    .venv/bin/kubectl -n {namespace} get pods -L llm-rollout.io/release
-    .venv/bin/kubectl -n {namespace} logs -l llm-rollout.io/release=<id>      # vLLM's own log
+    .venv/bin/kubectl -n {namespace} get deployments,pods -L llm-rollout.io/track  # one per release
+    .venv/bin/kubectl -n {namespace} logs deployment/{stable}       # vLLM's own log
+    .venv/bin/kubectl -n {namespace} describe deployments -l llm-rollout.io/track=canary
     .venv/bin/llm-rollout status {spec}
 """

@@ -5,7 +5,7 @@ with the bad revision): weights → image → release → live in one run, which
 (live says why and stays as it was), the gate's verdicts appear as an asset check with the
 canary's values against the limits, and the rollback the controller launched succeeds. In
 between, the kubectl and `llm-rollout status` lines the demo printed are run as pasted: the
-canary's real vLLM pod beside stable, vLLM's own log through `kubectl logs`.
+canary's release Deployment beside stable's, vLLM's own log through `kubectl logs`.
 (The good release's promotion is the headless demo's first scenario, tests/cli/test_demo.py.)
 
 Screenshots go to the test's folder; with LLM_ROLLOUT_SCREENSHOTS=docs/screenshots they also
@@ -234,12 +234,13 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
 
     # meanwhile in a terminal: the commands the demo printed show the canary beside stable
     shell = run_guide_commands(demo)
-    get = shell[".venv/bin/kubectl -n llm-demo get deployments,pods"]
-    assert "deployment.apps/demo-tiny-canary" in get and "pod/demo-tiny-canary-" in get, get
-    vllm_log = shell[".venv/bin/kubectl -n llm-demo logs deployment/demo-tiny"]
+    get = next(out for line, out in shell.items() if "get deployments,pods" in line)
+    tracks = [row.split()[-1] for row in get.splitlines() if row.startswith("deployment.apps/")]
+    assert sorted(tracks) == ["canary", "stable"], get  # one Deployment per release
+    vllm_log = next(out for line, out in shell.items() if " logs deployment/demo-tiny-rel-" in line)
     assert "Starting vLLM server" in vllm_log, vllm_log[-2000:]
-    described = shell[".venv/bin/kubectl -n llm-demo describe deployment demo-tiny-canary"]
-    assert "Replicas:" in described, described
+    described = next(out for line, out in shell.items() if "track=canary" in line)
+    assert "Replicas:" in described and "llm-rollout.io/track=canary" in described, described
     status = shell[".venv/bin/llm-rollout status sandbox/specs/demo-tiny.yaml"]
     assert "<- stable" in status and "<- canary" in status, status
     assert "phase" in status and "Done" not in status.split("\n")[1], status
