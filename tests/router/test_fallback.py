@@ -34,7 +34,7 @@ def local_only_routes(world: RouterWorld) -> dict[str, Any]:
         **routing,
         "routes": [
             {"name": "private", "match": {"task_types": ["medical"]}, "local_only": True,
-             "first_token_timeout_seconds": 0.5, "request_timeout_seconds": 5},
+             "first_token_timeout_seconds": 5, "request_timeout_seconds": 30},
             *routing["routes"],
         ],
     }  # fmt: skip
@@ -63,7 +63,10 @@ def test_local_down_falls_back(world: RouterWorld) -> None:
 
 
 def test_a_slow_first_token_falls_back_before_the_client_waits_long(world: RouterWorld) -> None:
-    world.stable.faults.first_token_delay = 30.0  # the route allows 0.5 s
+    routing = base_config(world)["routing"]
+    routing["routes"][0]["first_token_timeout_seconds"] = 0.5
+    world.reconfigure(routing=routing)
+    world.stable.faults.first_token_delay = 30.0
     started = time.monotonic()
     stream = world.client().chat.completions.create(
         model=LOCAL_MODEL, messages=MESSAGES, stream=True

@@ -124,7 +124,7 @@ def test_many_streams_at_once_all_reach_the_release_without_waiting_in_the_route
     world: RouterWorld,
 ) -> None:
     # 150 long streams, more than aiohttp's default pool of 100 upstream connections
-    streams, token_gap = 150, 8.0
+    streams, token_gap = 150, 12.0
     routing = base_config(world)["routing"]
     routing["routes"][0]["first_token_timeout_seconds"] = 5  # a loaded machine connects slowly
     routing["routes"][0]["request_timeout_seconds"] = 60
