@@ -409,7 +409,10 @@ class Router:
             outcome = "client_gone"
             raise
         finally:
-            upstream.close()  # closing the connection is how vLLM learns to abort the request
+            if outcome == "ok":
+                upstream.release()  # read to the end: the connection goes back to the pool
+            else:
+                upstream.close()  # closing the connection is how vLLM learns to abort
             self.metrics.requests.labels(*labels, outcome).inc()
             self.metrics.duration.labels(*labels).observe(time.monotonic() - call.started)
             if scanner is not None:
