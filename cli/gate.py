@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from kubernetes.config import ConfigException
@@ -12,7 +15,7 @@ from cli.errors import fail
 from cli.weights import load_or_exit
 from k8s.cluster import ClusterClient, ClusterError
 from k8s.history import History, ReleaseHistory
-from monitoring.gate import judge
+from monitoring.gate import Verdict, judge
 from monitoring.prometheus import PrometheusFailed, measure
 from monitoring.queries import gate_queries
 from rollout.controller import track
@@ -44,6 +47,9 @@ from rollout.controller import track
     help="Where the release history is read (which releases are canary and stable).",
 )
 @click.option("--show-queries", is_flag=True, help="Print the PromQL of every measurement.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document on stdout (with the queries)."
+)
 def gate(
     spec_path: Path,
     url: str,
@@ -52,6 +58,7 @@ def gate(
     stable_release: str | None,
     kubeconfig: Path | None,
     show_queries: bool,
+    as_json: bool,
 ) -> None:
     """Measure canary vs stable over the spec's window and print the verdict as a table.
     It judges one window; what the release controller does with it depends on the windows
@@ -83,10 +90,49 @@ def gate(
         verdict = judge(spec, values, scrape_interval, queries=queries)
     except PrometheusFailed as failure:
         verdict = judge(spec, None, scrape_interval, str(failure), queries)
-    click.echo(f"{spec.name}: canary {canary} vs stable {stable} over {spec.gate.window}")
-    click.echo(verdict.table())
-    if show_queries:
-        for query in queries:
-            click.echo(f"{query.metric}/{query.track}: {query.promql}")
+    if as_json:
+        click.echo(
+            json.dumps(_verdict_document(spec.name, canary, stable, spec.gate.window, verdict))
+        )
+    else:
+        click.echo(f"{spec.name}: canary {canary} vs stable {stable} over {spec.gate.window}")
+        click.echo(verdict.table())
+        if show_queries:
+            for query in queries:
+                click.echo(f"{query.metric}/{query.track}: {query.promql}")
     codes = {"Pass": 0, "Fail": 1, "Inconclusive": 2, "Error": 3}
     sys.exit(codes[verdict.window.value])
+
+
+def _verdict_document(
+    model: str, canary: str, stable: str, window: str, verdict: Verdict
+) -> dict[str, Any]:
+    """`gate --json`: the window's outcome and every measurement (a value that is missing
+    or not a number is null: JSON has no NaN)."""
+    return {
+        "model": model,
+        "canary": canary,
+        "stable": stable,
+        "window": window,
+        "outcome": verdict.window.value,
+        "reason": verdict.reason,
+        "measurements": [
+            {
+                "metric": m.name,
+                "canary": _number(m.canary),
+                "stable": _number(m.stable),
+                "limit": m.threshold,
+                "outcome": m.outcome.value,
+                "reason": m.reason,
+                "query": m.query,
+            }
+            for m in verdict.measurements
+        ],
+        "queries": [
+            {"metric": q.metric, "track": q.track, "promql": q.promql} for q in verdict.queries
+        ],
+    }
+
+
+def _number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

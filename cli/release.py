@@ -7,6 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from kubernetes.config import ConfigException
@@ -24,6 +25,7 @@ from k8s.validation import schema_problems
 from k8s.yaml_text import to_yaml
 from monitoring.artifacts import write_monitoring
 from rollout.store import RolloutStore
+from spec import ReleaseSpec
 from weights.errors import WeightsError
 
 
@@ -101,7 +103,8 @@ def render(
     type=click.Path(path_type=Path, dir_okay=False),
     default=lambda: os.environ.get("KUBECONFIG"),
 )
-def status(spec_path: Path, kubeconfig: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout instead.")
+def status(spec_path: Path, kubeconfig: Path | None, as_json: bool) -> None:
     """Show the model's recorded releases, which is stable and canary, and their rollouts."""
     spec = load_or_exit(spec_path)
     try:
@@ -112,47 +115,92 @@ def status(spec_path: Path, kubeconfig: Path | None) -> None:
             "or run inside a cluster"
         )
     try:
-        history = ReleaseHistory(cluster, spec).read()
-        record = RolloutStore(cluster, spec).read()
-        click.echo(f"{spec.name} in {spec.namespace}")
-        since = (
-            datetime.fromtimestamp(record.since, UTC).isoformat(timespec="seconds")
-            if record.since
-            else "-"
-        )
-        click.echo(
-            f"  phase   {record.phase.value} since {since}"
-            + (f" ({record.release_id})" if record.release_id else "")
-        )
-        click.echo(f"  why     {record.reason or '-'}")
-        if record.override:
-            click.echo(f"  override {record.override}")
-        if not history.releases:
-            click.echo("  no releases recorded")
-        for entry in reversed(history.releases):
-            marks = [
-                m
-                for m, rid in (("stable", history.stable), ("canary", history.canary))
-                if rid == entry.release_id
-            ]
-            click.echo(
-                f"  {entry.release_id}  {entry.recorded_at}  weights "
-                f"{entry.weights_commit[:12]}  {entry.image}"
-                f"{'  <- ' + ', '.join(marks) if marks else ''}"
-            )
-            if entry.rejected:
-                click.echo(f"      rolled back by the controller: {entry.rejected}")
-            for decision in entry.decisions:
-                click.echo(f"      by hand: {decision}")
-        tracks = {history.stable: "stable", history.canary: "canary"}
-        click.echo("  deployments (one per retained release)")
-        for deployment in Lifecycle(cluster, spec).deployments():
-            name = deployment["metadata"]["name"]
-            release = release_of(deployment)
-            rollout = cluster.rollout_status(name, spec.namespace)
-            click.echo(
-                f"  {tracks.get(release, 'idle'):7s} {name}: {rollout.available}/"
-                f"{rollout.desired} available, {rollout.phase} ({rollout.reason})"
-            )
+        document = _status_document(spec, cluster)
     except ClusterError as error:
         fail(str(error))
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        _echo_status(document)
+
+
+def _status_document(spec: ReleaseSpec, cluster: ClusterClient) -> dict[str, Any]:
+    """`status --json`: the controller's record, the recorded releases (newest first) and
+    the Deployments with their rollouts."""
+    history = ReleaseHistory(cluster, spec).read()
+    record = RolloutStore(cluster, spec).read()
+    since = datetime.fromtimestamp(record.since, UTC).isoformat(timespec="seconds")
+    marks = {history.stable: "stable", history.canary: "canary"}
+    deployments = []
+    for deployment in Lifecycle(cluster, spec).deployments():
+        name = deployment["metadata"]["name"]
+        release = release_of(deployment)
+        rollout = cluster.rollout_status(name, spec.namespace)
+        deployments.append(
+            {
+                "name": name,
+                "release_id": release,
+                "track": marks.get(release, "idle"),
+                "available": rollout.available,
+                "desired": rollout.desired,
+                "phase": rollout.phase,
+                "reason": rollout.reason,
+            }
+        )
+    return {
+        "model": spec.name,
+        "namespace": spec.namespace,
+        "phase": record.phase.value,
+        "since": since if record.since else None,
+        "release_id": record.release_id or None,
+        "reason": record.reason,
+        "override": record.override or None,
+        "stable": history.stable,
+        "canary": history.canary,
+        "releases": [
+            {
+                "release_id": entry.release_id,
+                "recorded_at": entry.recorded_at,
+                "weights_commit": entry.weights_commit,
+                "image": entry.image,
+                "marks": [
+                    mark
+                    for mark, rid in (("stable", history.stable), ("canary", history.canary))
+                    if rid == entry.release_id
+                ],
+                "rejected": entry.rejected or None,
+                "decisions": list(entry.decisions),
+            }
+            for entry in reversed(history.releases)
+        ],
+        "deployments": deployments,
+    }
+
+
+def _echo_status(document: dict[str, Any]) -> None:
+    click.echo(f"{document['model']} in {document['namespace']}")
+    click.echo(
+        f"  phase   {document['phase']} since {document['since'] or '-'}"
+        + (f" ({document['release_id']})" if document["release_id"] else "")
+    )
+    click.echo(f"  why     {document['reason'] or '-'}")
+    if document["override"]:
+        click.echo(f"  override {document['override']}")
+    if not document["releases"]:
+        click.echo("  no releases recorded")
+    for entry in document["releases"]:
+        click.echo(
+            f"  {entry['release_id']}  {entry['recorded_at']}  weights "
+            f"{entry['weights_commit'][:12]}  {entry['image']}"
+            f"{'  <- ' + ', '.join(entry['marks']) if entry['marks'] else ''}"
+        )
+        if entry["rejected"]:
+            click.echo(f"      rolled back by the controller: {entry['rejected']}")
+        for decision in entry["decisions"]:
+            click.echo(f"      by hand: {decision}")
+    click.echo("  deployments (one per retained release)")
+    for deployment in document["deployments"]:
+        click.echo(
+            f"  {deployment['track']:7s} {deployment['name']}: {deployment['available']}/"
+            f"{deployment['desired']} available, {deployment['phase']} ({deployment['reason']})"
+        )
