@@ -25,10 +25,10 @@ class Release:
         shaping = self.spec.model_dump(
             mode="json",
             include={"name", "source", "storage", "serving", "resources", "rollout"},
-            # how long the controller waits for a node and how many old Deployments it keeps
-            # do not shape the pods; leaving them out keeps the ids of releases recorded
+            # how long the controller waits for a node, how many old Deployments it keeps and
+            # the canary's share of routed traffic do not shape the pods; leaving them out keeps the ids of releases recorded
             # before the fields existed
-            exclude={"rollout": {"capacity_wait_seconds", "retained_releases"}},
+            exclude={"rollout": {"capacity_wait_seconds", "retained_releases", "canary_weight"}},
         )
         text = json.dumps([shaping, self.weights_commit, self.image], sort_keys=True)
         return "rel-" + hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -146,6 +146,12 @@ class Routing(RoutingModel):
         le=1,
         description="Share of local requests copied to the canary (answer dropped).",
     )
+    image: str | None = Field(
+        None,
+        description="Image the router's pods run: any image with llm-rollout installed, e.g. "
+        "the Dagster user-code image (images/user-code.Dockerfile); required in a release spec.",
+    )
+    replicas: int = Field(2, ge=1, le=100, description="Router pods (a PDB keeps one up).")
 
     @field_validator("task_header")
     @classmethod

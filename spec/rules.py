@@ -234,3 +234,9 @@ def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
             "refresh.cron",
             "the revision is a fixed commit, so a refresh schedule would never find a new one",
         )
+    if spec.routing is not None and spec.routing.image is None:
+        yield Problem(
+            "routing.image",
+            "the router runs in pods of its own: name an image with llm-rollout installed "
+            "(the Dagster user-code image, images/user-code.Dockerfile, is one)",
+        )

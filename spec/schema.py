@@ -248,6 +248,15 @@ class Rollout(SpecModel):
 
     strategy: Literal["canary", "rolling"] = "canary"
     canary_replicas: int = Field(1, ge=1)
+    canary_weight: int = Field(
+        10,
+        ge=1,
+        le=99,
+        description=(
+            "Percent of local requests the model's router sends to the canary while it is "
+            "gated (specs with routing: only; without a router the share is the replica ratio)."
+        ),
+    )
     max_surge: int | str = Field(1, description="Pods above desired during an update (n or 'n%').")
     max_unavailable: int | str = Field(0, description="Pods below desired (n or 'n%'); keep 0.")
     progress_deadline_seconds: int = Field(1800, ge=60)
