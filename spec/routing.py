@@ -88,8 +88,11 @@ class RouteMatch(RoutingModel):
 class Route(RoutingModel):
     """Where matching requests go, where they go when that fails, and the limits."""
 
-    name: str = Field(description="Route name, a metrics label.")
-    match: RouteMatch = Field(default_factory=lambda: RouteMatch())
+    name: str = Field(description="Route name, a label of the router's metrics.")
+    match: RouteMatch = Field(
+        default_factory=lambda: RouteMatch(),
+        description="Which requests the route takes (both criteria must hold); empty: all.",
+    )
     backend: str = Field(LOCAL, description="'local' or the name of a cloud backend.")
     fallback: str | None = Field(
         None, description="Cloud backend used when the local model fails or is degraded."
@@ -127,18 +130,21 @@ def _default_routes() -> list[Route]:
 class Routing(RoutingModel):
     """The model's routes and cloud backends (the spec's `routing:`)."""
 
-    task_header: str = Field("X-Task-Type", description="Request header naming the task type.")
+    task_header: str = Field(
+        "X-Task-Type", description="Request header naming the task type routes match on."
+    )
     session_headers: list[str] = Field(
         default_factory=lambda: ["X-Session-ID", "X-User-ID"],
         description="Headers whose first present value keeps a conversation on one release.",
     )
     cloud: dict[str, CloudBackend] = Field(
-        default_factory=dict, description="Cloud backends by name."
+        default_factory=dict,
+        description="Cloud backends (OpenAI-compatible APIs) by name, for routes to send to.",
     )
     routes: list[Route] = Field(
         default_factory=_default_routes,
         min_length=1,
-        description="Tried in order; the first match takes the request.",
+        description="Tried in order; the first that matches takes the request.",
     )
     shadow_share: float = Field(
         0.0,

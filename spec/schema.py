@@ -59,10 +59,16 @@ class SpecModel(BaseModel):
 class Source(SpecModel):
     """Where the weights come from: a Hugging Face repo at a branch, tag or full commit."""
 
-    repo: str = Field(description="Hub repo id, 'owner/name'.")
-    revision: str = Field("main", description="Branch, tag or full 40-hex commit.")
+    repo: str = Field(description="Hugging Face repo id, `owner/name`.")
+    revision: str = Field(
+        "main",
+        description=(
+            "Branch, tag or full 40-hex commit (pinned to a commit when fetched). Abbreviated "
+            "commits and malformed ref names are refused."
+        ),
+    )
     allow_patterns: list[str] | None = Field(
-        None, description="Glob patterns of files to fetch; all files when omitted."
+        None, description="Glob patterns of files to fetch; unset: all files."
     )
 
     @field_validator("repo")
@@ -98,11 +104,19 @@ class NfsVolume(SpecModel):
 class Storage(SpecModel):
     """The shared volume the weights are published to and mounted from (read-only)."""
 
-    nfs: NfsVolume | None = None
-    existing_claim: str | None = Field(
-        None, description="Name of an existing ReadOnlyMany PVC, instead of nfs."
+    nfs: NfsVolume | None = Field(
+        None, description="NFS export that holds one folder per weights commit."
     )
-    mount_path: str = Field("/models", description="Where the volume is mounted in pods.")
+    existing_claim: str | None = Field(
+        None,
+        description=(
+            "Instead of `nfs`: the name of an existing ReadOnlyMany PVC in the model's "
+            "namespace. Exactly one of the two."
+        ),
+    )
+    mount_path: str = Field(
+        "/models", description="Where the volume is mounted (read-only) in serving pods."
+    )
 
     @field_validator("existing_claim")
     @classmethod
@@ -128,21 +142,37 @@ class Storage(SpecModel):
 class Serving(SpecModel):
     """How vLLM serves the model."""
 
-    vllm_version: str = Field(description="vLLM release, e.g. '0.11.0'.")
+    vllm_version: str = Field(
+        description=(
+            "vLLM release, `X.Y.Z`, e.g. `0.11.0` (manifests, image and metric names follow it)."
+        )
+    )
     served_model_name: str | None = Field(
-        None, description="Model name clients send; the spec name when omitted."
+        None, description="The model name clients send; unset: the spec's `name`."
     )
-    tensor_parallel_size: int = Field(1, ge=1, le=64)
-    pipeline_parallel_size: int = Field(1, ge=1, le=64)
+    tensor_parallel_size: int = Field(
+        1, ge=1, le=64, description="GPUs a model layer is split across; must fit one node."
+    )
+    pipeline_parallel_size: int = Field(
+        1, ge=1, le=64, description="Pipeline stages (may span nodes)."
+    )
     max_model_len: int | None = Field(
-        None, ge=16, description="Context length; model's own when omitted."
+        None, ge=16, description="Context length; unset: the model's own."
     )
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use."
+    )
+    enable_prefix_caching: bool = Field(True, description="Automatic prefix caching.")
     shutdown_timeout_seconds: int = Field(
-        30, ge=0, le=3600, description="vLLM drains in-flight requests for this long on SIGTERM."
+        30, ge=0, le=3600, description="How long vLLM drains in-flight requests on SIGTERM."
     )
-    extra_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Passed to vLLM verbatim; flags llm-rollout sets itself (`--port`, "
+            "`--tensor-parallel-size`, …) are refused."
+        ),
+    )
 
     @field_validator("vllm_version")
     @classmethod
@@ -160,23 +190,41 @@ class Serving(SpecModel):
 class Image(SpecModel):
     """Which serving image runs the release and how it is built."""
 
-    registry: str | None = Field(None, description="Registry and path images are pushed to.")
+    registry: str | None = Field(
+        None,
+        description=(
+            "Registry and path built images are pushed to; required by `docker` and `kaniko`."
+        ),
+    )
     base: Literal["official", "cuda"] = Field(
-        "official", description="'official' = vllm/vllm-openai; 'cuda' = multi-stage CUDA build."
+        "official",
+        description=(
+            "`official` = `vllm/vllm-openai` plus our additions; `cuda` = multi-stage CUDA build."
+        ),
     )
     builder: Literal["docker", "kaniko", "none"] = Field(
-        "none", description="'none' uses `reference` (or the official image) as is."
+        "none",
+        description=(
+            "`none` (use `reference`, or the official image as is), `docker`, or `kaniko` "
+            "(in-cluster)."
+        ),
     )
-    reference: str | None = Field(None, description="Prebuilt image, only with builder 'none'.")
+    reference: str | None = Field(None, description="Prebuilt image, only with builder `none`.")
 
 
 class Toleration(SpecModel):
     """A pod toleration, as in the Kubernetes API."""
 
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] = "Exists"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    key: str | None = Field(
+        None, description="Taint key tolerated; unset (with `Exists`): every taint."
+    )
+    operator: Literal["Exists", "Equal"] = Field(
+        "Exists", description="`Exists`: any value of the key; `Equal`: only `value`."
+    )
+    value: str | None = Field(None, description="Taint value, with operator `Equal`.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect tolerated; unset: every effect."
+    )
 
 
 def _number_as_text(value: Any) -> Any:
@@ -196,19 +244,35 @@ Quantity = Annotated[
 class Resources(SpecModel):
     """What one replica needs from its node."""
 
-    gpus: int = Field(1, ge=1, le=64, description="GPUs per replica (= TP × PP).")
+    gpus: int = Field(1, ge=1, le=64, description="GPUs per replica; must equal TP × PP.")
     gpu_product: str | None = Field(
-        None, description="Value of the node label nvidia.com/gpu.product to schedule on."
+        None,
+        description=(
+            "Value of the node label `nvidia.com/gpu.product` to schedule on; unset: any GPU node."
+        ),
     )
-    gpus_per_node: int = Field(8, ge=1, le=64, description="GPUs on one node of that product.")
+    gpus_per_node: int = Field(
+        8, ge=1, le=64, description="GPUs on one such node (tensor parallelism must fit)."
+    )
     tolerations: list[Toleration] = Field(
         default_factory=lambda: [
             Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-        ]
+        ],
+        description="Pod tolerations, as in the Kubernetes API.",
     )
-    cpu: Quantity = "8"
-    memory: Quantity = "64Gi"
-    shm_size: Quantity = Field("16Gi", description="Size of the in-memory /dev/shm.")
+    cpu: Quantity = Field(
+        "8", description="CPU per replica, a Kubernetes quantity; requests = limits."
+    )
+    memory: Quantity = Field(
+        "64Gi",
+        description=(
+            "Memory per replica; requests = limits. Size it for loading weights through host RAM."
+        ),
+    )
+    shm_size: Quantity = Field(
+        "16Gi",
+        description="In-memory `/dev/shm` (NCCL needs a big one); must not exceed `memory`.",
+    )
 
     @field_validator("cpu", "memory", "shm_size")
     @classmethod
@@ -235,19 +299,33 @@ class Resources(SpecModel):
 class Autoscaling(SpecModel):
     """A HorizontalPodAutoscaler on a vLLM metric served through prometheus-adapter."""
 
-    min: int = Field(1, ge=1)
-    max: int = Field(ge=1)
-    metric: Literal["num_requests_waiting", "num_requests_running", "kv_cache_usage_perc"] = (
-        "num_requests_waiting"
+    min: int = Field(1, ge=1, description="Fewest replicas; `replicas` must lie in min–max.")
+    max: int = Field(ge=1, description="Most replicas.")
+    metric: Literal["num_requests_waiting", "num_requests_running", "kv_cache_usage_perc"] = Field(
+        "num_requests_waiting",
+        description="The vLLM metric scaled on, read through prometheus-adapter.",
     )
-    target: float = Field(gt=0, description="Per-pod average to hold the metric at.")
+    target: float = Field(
+        gt=0,
+        description="Per-pod average to hold the metric at (≤ 1 for `kv_cache_usage_perc`).",
+    )
 
 
 class Rollout(SpecModel):
     """How a new release reaches the cluster."""
 
-    strategy: Literal["canary", "rolling"] = "canary"
-    canary_replicas: int = Field(1, ge=1)
+    strategy: Literal["canary", "rolling"] = Field(
+        "canary",
+        description=(
+            "`canary` (the new release's Deployment at `canary_replicas` beside stable, judged "
+            "by the gate, then scaled up as the old release is scaled down) or `rolling` (no "
+            "canary phase: the same shift straight away; its rollout health is the check, and "
+            "a stalled or failed one is rolled back)."
+        ),
+    )
+    canary_replicas: int = Field(
+        1, ge=1, description="Replicas of the canary while it is judged; at most `replicas`."
+    )
     canary_weight: int = Field(
         10,
         ge=1,
@@ -257,11 +335,31 @@ class Rollout(SpecModel):
             "gated (specs with routing: only; without a router the share is the replica ratio)."
         ),
     )
-    max_surge: int | str = Field(1, description="Pods above desired during an update (n or 'n%').")
-    max_unavailable: int | str = Field(0, description="Pods below desired (n or 'n%'); keep 0.")
-    progress_deadline_seconds: int = Field(1800, ge=60)
+    max_surge: int | str = Field(
+        1,
+        description=(
+            "Pods above the desired count during an update, a count or a percentage (`25%`); "
+            "not 0 together with `max_unavailable`."
+        ),
+    )
+    max_unavailable: int | str = Field(
+        0,
+        description=(
+            "Pods below the desired count during an update, a count or a percentage; keep 0 "
+            "unless no spare GPU slot exists."
+        ),
+    )
+    progress_deadline_seconds: int = Field(
+        1800,
+        ge=60,
+        description="Deadline for a rollout to progress; must exceed `startup_budget_seconds`.",
+    )
     startup_budget_seconds: int = Field(
-        900, ge=30, description="How long a pod may take to load the model before it is restarted."
+        900,
+        ge=30,
+        description=(
+            "How long a pod may take to load the model before it is restarted (its startupProbe)."
+        ),
     )
     capacity_wait_seconds: int | None = Field(
         None,
@@ -269,7 +367,7 @@ class Rollout(SpecModel):
         description=(
             "How long a canary pod may stay Pending for lack of capacity (a GPU node being "
             "added by an autoscaler) before the canary counts as stalled; unset: "
-            "startup_budget_seconds."
+            "`startup_budget_seconds`."
         ),
     )
 
@@ -278,7 +376,8 @@ class Rollout(SpecModel):
         ge=0,
         description=(
             "Deployments of earlier releases kept at zero replicas (beside stable and a "
-            "canary), so a rollback scales one back up exactly; older ones are deleted."
+            "canary), so a rollback scales one back up exactly; older ones are deleted (their "
+            "manifests stay in the history)."
         ),
     )
 
@@ -301,11 +400,16 @@ class Rollout(SpecModel):
 class Gate(SpecModel):
     """When a canary is promoted, kept watching, or rolled back."""
 
-    interval_seconds: int = Field(30, ge=5, le=3600, description="Time between evaluations.")
+    interval_seconds: int = Field(30, ge=5, le=3600, description="Time between gate evaluations.")
     window: str = Field(
-        "5m", description="Prometheus duration each evaluation looks back over, e.g. '1m30s'."
+        "5m",
+        description=(
+            "Prometheus range each evaluation reads, e.g. `5m` or `1m30s`; at least two intervals."
+        ),
     )
-    min_requests: int = Field(50, ge=1, description="Fewer requests in the window: inconclusive.")
+    min_requests: int = Field(
+        50, ge=1, description="Fewer requests in the window: inconclusive, never a pass."
+    )
     required_passes: int = Field(3, ge=1, description="Consecutive passing windows to promote.")
     failure_limit: int = Field(3, ge=1, description="Consecutive failing windows to roll back.")
     consecutive_error_limit: int = Field(
@@ -316,17 +420,37 @@ class Gate(SpecModel):
         ge=0,
         le=3600,
         description=(
-            "After the canary is ready, how long before its metrics count: a fresh vLLM "
-            "compiles kernels and fills caches on its first requests."
+            "After the canary is ready, how long before its metrics count (a fresh vLLM "
+            "compiles kernels and fills its caches on its first requests); the first window "
+            "judged starts after it."
         ),
     )
-    max_ttft_p99_seconds: float = Field(5.0, gt=0, le=3600)
-    max_itl_p99_seconds: float = Field(0.2, gt=0, le=60)
-    max_e2e_p99_seconds: float | None = Field(None, gt=0, le=86400)
-    min_success_rate: float = Field(0.99, ge=0, le=1)
-    max_kv_cache_usage: float = Field(0.95, gt=0, le=1)
+    max_ttft_p99_seconds: float = Field(
+        5.0, gt=0, le=3600, description="Limit on the canary's time-to-first-token p99."
+    )
+    max_itl_p99_seconds: float = Field(
+        0.2, gt=0, le=60, description="Limit on the canary's inter-token latency p99."
+    )
+    max_e2e_p99_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description=(
+            "Limit on the canary's end-to-end request latency p99 (a secondary signal); "
+            "unset: not judged."
+        ),
+    )
+    min_success_rate: float = Field(
+        0.99, ge=0, le=1, description="Lowest share of the canary's requests that succeed."
+    )
+    max_kv_cache_usage: float = Field(
+        0.95, gt=0, le=1, description="Highest KV-cache usage of the canary's pods, a fraction."
+    )
     max_relative_regression: float = Field(
-        0.2, ge=0, le=10, description="Canary may be at most this fraction worse than stable."
+        0.2,
+        ge=0,
+        le=10,
+        description="Canary may be at most this fraction worse than stable in the same window.",
     )
     max_gating_seconds: int = Field(
         3600,
@@ -343,7 +467,7 @@ class Gate(SpecModel):
     )
     on_timeout: Literal["rollback", "hold"] = Field(
         "rollback",
-        description="Past a limit above: roll back, or stay held (alerting) for a person.",
+        description="Past a limit above: `rollback`, or `hold` (stay held, alerting) for a person.",
     )
     bake_seconds: int = Field(
         600,
@@ -371,9 +495,15 @@ class Refresh(SpecModel):
     """A schedule that checks the Hub for a new commit of the revision."""
 
     cron: str | None = Field(
-        None, description="Five-field cron expression or a macro such as '@daily', UTC."
+        None,
+        description=(
+            "Five-field cron or a macro such as `@daily` (UTC) to check the Hub for a new "
+            "commit; not with a fixed-commit revision. Unset: no schedule."
+        ),
     )
-    auto_rollout: bool = Field(False, description="Roll out a new commit, not only fetch it.")
+    auto_rollout: bool = Field(
+        False, description="Roll out a new commit, not only fetch and verify it; needs `cron`."
+    )
 
     @field_validator("cron")
     @classmethod
@@ -393,7 +523,8 @@ class Network(SpecModel):
         False,
         description=(
             "Apply a NetworkPolicy: only namespaces or pods labelled "
-            "llm-rollout.io/client=true, and Prometheus, reach the vLLM port."
+            "`llm-rollout.io/client=true`, Prometheus and `client_namespaces` reach the vLLM "
+            "port (docs/kubernetes.md)."
         ),
     )
     prometheus_namespace: str = Field(
@@ -423,7 +554,7 @@ class Quality(SpecModel):
     prompts: str = Field(
         description="JSONL file of golden prompts, relative to the spec's folder.",
     )
-    max_tokens: int = Field(32, ge=1, le=1024, description="Answer length per prompt.")
+    max_tokens: int = Field(32, ge=1, le=1024, description="Answer length per prompt, in tokens.")
     seed: int = Field(0, ge=0, description="Sampling seed sent with every request.")
     every_window: bool = Field(
         False,
@@ -466,27 +597,95 @@ class Quality(SpecModel):
 class ReleaseSpec(SpecModel):
     """Everything llm-rollout needs to know to release one served model."""
 
-    name: str = Field(description="DNS label naming the model's Kubernetes objects.")
-    namespace: str = Field("llm-serving", description="Namespace the model is served in.")
+    name: str = Field(
+        description=(
+            "Names the model's Kubernetes objects. Lowercase DNS label, at most 40 characters "
+            "(room for the release id of its Deployments). `vllm` is refused: Kubernetes would "
+            "inject `VLLM_PORT` from a Service of that name and vLLM refuses to start."
+        )
+    )
+    namespace: str = Field(
+        "llm-serving", description="Namespace the model is served in, a DNS label."
+    )
     owners: list[str] = Field(
         default_factory=list,
-        description="Who answers for the model: email addresses or 'team:<name>', shown as "
-        "the owners of its assets in Dagster.",
+        description=(
+            "Who answers for the model: email addresses or `team:<name>`, exactly what Dagster "
+            "accepts; shown as the owners of the model's assets."
+        ),
     )
-    source: Source
-    storage: Storage
-    serving: Serving
-    image: Image = Field(default_factory=lambda: Image())
-    resources: Resources = Field(default_factory=lambda: Resources())
-    replicas: int = Field(1, ge=1, le=1000)
-    autoscaling: Autoscaling | None = None
-    rollout: Rollout = Field(default_factory=lambda: Rollout())
-    gate: Gate = Field(default_factory=lambda: Gate())
-    refresh: Refresh = Field(default_factory=lambda: Refresh())
-    quality: Quality | None = None
-    network: Network = Field(default_factory=lambda: Network())
-    routing: Routing | None = Field(None, description="The model's router (docs/router.md).")
-    sizing: Sizing = Field(default_factory=lambda: Sizing(), description="docs/sizing.md")
+    source: Source = Field(
+        description="Where the weights come from: a Hugging Face repo at a branch, tag or commit."
+    )
+    storage: Storage = Field(
+        description=(
+            "The shared volume the weights are published to and served from (read-only): "
+            "an NFS export or an existing PVC."
+        )
+    )
+    serving: Serving = Field(description="How vLLM serves the model.")
+    image: Image = Field(
+        default_factory=lambda: Image(),
+        description="Which serving image runs the release and how it is built (docs/image.md).",
+    )
+    resources: Resources = Field(
+        default_factory=lambda: Resources(), description="What one replica needs from its node."
+    )
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Replicas of the stable release; within `autoscaling`'s bounds when set.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        None,
+        description=(
+            "A HorizontalPodAutoscaler on a vLLM metric served through prometheus-adapter; "
+            "a fixed `replicas` when absent."
+        ),
+    )
+    rollout: Rollout = Field(
+        default_factory=lambda: Rollout(),
+        description="How a new release reaches the cluster (docs/release-controller.md).",
+    )
+    gate: Gate = Field(
+        default_factory=lambda: Gate(),
+        description=(
+            "When a canary is promoted, kept watching, or rolled back (docs/monitoring.md)."
+        ),
+    )
+    refresh: Refresh = Field(
+        default_factory=lambda: Refresh(),
+        description="A schedule that checks the Hub for a new commit of the revision.",
+    )
+    quality: Quality | None = Field(
+        None,
+        description=(
+            "The output-quality gate, off when absent: golden prompts sent greedy to a canary "
+            "pod and a stable pod directly, and their answers compared (docs/monitoring.md)."
+        ),
+    )
+    network: Network = Field(
+        default_factory=lambda: Network(),
+        description=(
+            "Who may reach the model's pods; opt-in, since a NetworkPolicy that appeared on an "
+            "upgrade would cut off every client not yet labelled."
+        ),
+    )
+    routing: Routing | None = Field(
+        None,
+        description=(
+            "The model's router, off when absent: routes that send each request to the model's "
+            "own pods or a cloud backend (docs/router.md#in-the-release-spec-routing)."
+        ),
+    )
+    sizing: Sizing = Field(
+        default_factory=lambda: Sizing(),
+        description=(
+            "What the fit check needs before the weights are fetched, and its limits "
+            "(docs/sizing.md)."
+        ),
+    )
 
     @field_validator("name")
     @classmethod

@@ -28,8 +28,9 @@ class Sizing(SizingModel):
         gt=0,
         le=100_000,
         description=(
-            "Total size of the weight files in GB (10^9 bytes, as the Hub shows it), for "
-            "`validate`; render and the release use the published manifest's exact bytes."
+            "Total size of the weight files in GB (10^9 bytes, as the Hub shows it), for the "
+            "fit check in `validate`; render and the `fits_gpus` check use the published "
+            "manifest's exact bytes."
         ),
     )
     config: dict[str, Any] | None = Field(
@@ -46,7 +47,7 @@ class Sizing(SizingModel):
         le=4096,
         description=(
             "Memory of one GPU in GiB as CUDA reports it; overrides the table of known "
-            "products (k8s/fit.py GPU_MEMORY_GIB) for resources.gpu_product."
+            "products (docs/sizing.md) for `resources.gpu_product`."
         ),
     )
     overhead_gib: float | None = Field(
@@ -63,5 +64,7 @@ class Sizing(SizingModel):
         4,
         ge=1,
         le=100_000,
-        description="Warn when the KV cache holds fewer full max_model_len sequences.",
+        description=(
+            "The fit check warns when fewer full `max_model_len` sequences fit the KV cache."
+        ),
     )
