@@ -26,8 +26,8 @@ class Release:
             mode="json",
             include={"name", "source", "storage", "serving", "resources", "rollout"},
             # how long the controller waits for a node, how many old Deployments it keeps and
-            # the canary's share of routed traffic do not shape the pods; leaving them out keeps the ids of releases recorded
-            # before the fields existed
+            # the canary's share of routed traffic do not shape the pods; leaving them out
+            # keeps the ids of releases recorded before the fields existed
             exclude={"rollout": {"capacity_wait_seconds", "retained_releases", "canary_weight"}},
         )
         text = json.dumps([shaping, self.weights_commit, self.image], sort_keys=True)
