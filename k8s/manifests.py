@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from k8s import labels as names
-from k8s import pod_security
+from k8s import pod_security, router_manifests
 from k8s.drain import DEFAULT_TARGET_VERSION, pre_stop
 from k8s.labels import HTTP_PORT, HTTP_PORT_NAME
 from k8s.release import Release
@@ -538,6 +538,7 @@ def platform_objects(spec: ReleaseSpec) -> list[Manifest]:
         service(spec),
         disruption_budget(spec),
         *([network_policy(spec)] if spec.network.restrict_ingress else []),
+        *router_manifests.router_objects(spec),  # none without routing:
     ]
 
 
@@ -545,10 +546,11 @@ def release_objects(
     release: Release, kubernetes_version: str = DEFAULT_TARGET_VERSION
 ) -> list[Manifest]:
     """The release's Deployment as stable, at the spec's replicas (what the history records;
-    k8s.lifecycle creates it at the replicas each step needs)."""
+    k8s.lifecycle creates it at the replicas each step needs), and with a router its Service."""
     spec = release.spec
     replicas = spec.autoscaling.min if spec.autoscaling else spec.replicas
-    return [deployment(release, replicas, kubernetes_version)]
+    service = [router_manifests.release_service(spec, release.release_id)] if spec.routing else []
+    return [deployment(release, replicas, kubernetes_version), *service]
 
 
 def all_objects(
@@ -556,11 +558,15 @@ def all_objects(
 ) -> list[Manifest]:
     """Everything for a GitOps user, the release installed as stable: platform, access, the
     release's Deployment and its autoscaler, for clusters of `kubernetes_version` or newer.
-    No canary: a canary is a step of a rollout that the release controller takes."""
-    hpa = autoscaler(release.spec, release.release_id)
+    No canary: a canary is a step of a rollout that the release controller takes. With a
+    router, its config sends everything to this release."""
+    spec = release.spec
+    hpa = autoscaler(spec, release.release_id)
+    routed = router_manifests.stable_config(spec, release.release_id) if spec.routing else None
     return [
-        *platform_objects(release.spec),
-        *access(release.spec),
+        *platform_objects(spec),
+        *access(spec),
         *release_objects(release, kubernetes_version),
         *([hpa] if hpa else []),
+        *([router_manifests.router_config_map(spec, routed)] if routed else []),
     ]
