@@ -345,8 +345,7 @@ class Rollout(SpecModel):
     max_unavailable: int | str = Field(
         0,
         description=(
-            "Pods below the desired count during an update, a count or a percentage; keep 0 "
-            "unless no spare GPU slot exists."
+            "Pods below the desired count during an update, a count or a percentage; keep 0."
         ),
     )
     progress_deadline_seconds: int = Field(
