@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k8s import labels as names
-from k8s import manifests
+from k8s import manifests, router_manifests
 from k8s.cluster import ClusterClient, FieldOwnershipConflict, NotFound, RolloutStatus
 from k8s.history import History, ReleaseHistory, ReleaseRecord, UnknownRelease, new_record
 from k8s.manifests import Manifest
 from k8s.preflight import gpu_capacity, require_gpus
 from k8s.release import Release
+from k8s.router_traffic import RouterTraffic
 from k8s.validation import validate_objects
 from spec import ReleaseSpec
 
@@ -55,6 +56,11 @@ class Lifecycle:
     @property
     def history(self) -> ReleaseHistory:
         return ReleaseHistory(self.cluster, self.spec)
+
+    @property
+    def traffic(self) -> RouterTraffic:
+        """The model's router config and release Services (no-ops without `routing:`)."""
+        return RouterTraffic(self.cluster, self.spec)
 
     def deployment_name(self, release_id: str) -> str:
         return names.deployment_name(self.spec, release_id)
@@ -80,7 +86,8 @@ class Lifecycle:
         record = self._record(release)
         self._apply_release(canary)
         self._label_track(canary["metadata"]["name"], "canary")
-        self.history.mark(canary=release.release_id)
+        history = self.history.mark(canary=release.release_id)
+        self.traffic.ensure(history.stable)  # the canary's share is the controller's to give
         log.info("canary %s started for %s", release.release_id, self.spec.name)
         return record
 
@@ -97,6 +104,7 @@ class Lifecycle:
         self._label_track(deployment["metadata"]["name"], "stable")
         self._apply_autoscaler(release.release_id)
         self.history.mark(stable=release.release_id)
+        self.traffic.follow(default=release.release_id)
         return record
 
     def roll(
@@ -150,6 +158,7 @@ class Lifecycle:
             with contextlib.suppress(NotFound):  # recorded, never applied
                 self._scale(self.deployment_name(history.canary), 0)
         self.history.mark(clear_canary=True)
+        self.traffic.follow(default=history.stable)
 
     def rollback(
         self,
@@ -167,7 +176,12 @@ class Lifecycle:
         record = self._require(history, target)
         name = self.deployment_name(target)
         if self.cluster.find("Deployment", name, self.spec.namespace) is None:
-            recorded = next(m for m in record.manifests if m["kind"] == "Deployment")
+            router = router_manifests.router_name(self.spec)
+            recorded = next(
+                m
+                for m in record.manifests
+                if m["kind"] == "Deployment" and m["metadata"]["name"] != router
+            )
             restored = manifests.versioned(recorded, self.spec)
             restored["spec"]["replicas"] = 0
             self._apply_release(restored)
@@ -214,6 +228,7 @@ class Lifecycle:
             keep = max(0, target - unavailable - ready)
             others_total = self._scale_others_down(others, keep)
             grown = self._grow(name, status.desired, target, surge, others_total)
+            self.traffic.follow()  # the router's weights follow the serving pods
             if (
                 grown == status.desired == target
                 and others_total == 0
@@ -295,8 +310,11 @@ class Lifecycle:
                 log.info("removing %s (beyond the %d retained releases)", name, len(keep) - 1)
                 with contextlib.suppress(NotFound):
                     self.cluster.delete("Deployment", name, self.spec.namespace)
+                if not legacy:
+                    self.traffic.remove_release(release)
             elif not legacy:
                 self._label_track(name, "idle")
+        self.traffic.follow(default=release_id)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -367,6 +385,7 @@ class Lifecycle:
                 "taking %s's replicas back from our own /scale", deployment["metadata"]["name"]
             )
             self.cluster.apply(deployment, force=True)
+        self.traffic.add_release(release_of(deployment))  # its Service, for the router
 
     def _scale(self, name: str, replicas: int) -> None:
         self.cluster.scale(name, self.spec.namespace, replicas)
