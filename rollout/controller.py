@@ -5,14 +5,16 @@ call the pure transition (`rollout.machine`), store the next record. The gate se
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from k8s import labels as names
-from k8s.cluster import ClusterClient, NotFound
+from k8s.cluster import ClusterClient, ClusterError, NotFound
 from k8s.history import History, ReleaseHistory
+from k8s.router_traffic import RouterTraffic
 from monitoring.chart import window_chart
 from monitoring.gate import Measurement, Outcome, Verdict, judge, summary, worst
 from monitoring.prometheus import PrometheusFailed, measure, measure_range
@@ -29,10 +31,12 @@ from monitoring.queries import Query, TrackSource, chart_queries, gate_queries, 
 from rollout import machine
 from rollout.machine import Event, Facts, Launch, Phase, Rollout, RolloutRecord, RunState
 from rollout.store import RecordChanged, RolloutStore
+from rollout.traffic import traffic_for
 from spec import ReleaseSpec
 from spec.schema import version_numbers
 
 RunLookup = Callable[[str], tuple[RunState, str]]  # run key → its state and error
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,35 @@ def tick(
             store.replace(stored, transition.record)
         except RecordChanged:
             return Step(store.read())  # a job reported meanwhile: the next tick decides
+    route_traffic(spec, cluster, transition.record, history)
     return Step(transition.record, transition.launches, verdict, chart)
 
 
 def report(spec: ReleaseSpec, cluster: ClusterClient, event: Event) -> RolloutRecord:
     """Store what a job or a person did (the machine turns it into the next record)."""
-    return RolloutStore(cluster, spec).update(
+    record = RolloutStore(cluster, spec).update(
         lambda record: machine.report(spec, record, event, time.time())
     )
+    try:
+        route_traffic(spec, cluster, record)
+    except ClusterError as error:  # the record stands; the next tick writes the router's config
+        log.warning("could not update the router of %s: %s", spec.name, error)
+    return record
+
+
+def route_traffic(
+    spec: ReleaseSpec, cluster: ClusterClient, record: RolloutRecord, history: History | None = None
+) -> None:
+    """Tell the model's router what the stored record's phase calls for (rollout.traffic);
+    called with every stored record and every tick, it writes only what changed. Nothing
+    for a spec without `routing:`."""
+    if spec.routing is None:
+        return
+    router = RouterTraffic(cluster, spec)
+    stable = (history or ReleaseHistory(cluster, spec).read()).stable
+    traffic = traffic_for(spec, record, stable, router.serving_weights())
+    if traffic.weights:
+        router.write(traffic.weights, traffic.degraded, traffic.shadow)
 
 
 def observe(
