@@ -37,6 +37,11 @@ EventRecorder = Callable[[Obj, str, str, str, str], None]
 
 DEFAULT_CONTAINER_PORT = 8000  # vLLM's, and the emulator's, when a container names none
 PROBE_SECONDS = 0.2  # loopback answers or refuses at once
+# How often a running pod's ConfigMap and Secret volumes are brought up to date. The kubelet
+# does it on its periodic sync, within a minute or two of a change (kubelet sync period plus
+# its ConfigMap cache TTL, "Mounted ConfigMaps are updated automatically", kubernetes.io);
+# the sandbox takes a second, as it shortens restart backoff.
+VOLUME_REFRESH_SECONDS = 1.0
 
 
 def _listening(address: str, port: int) -> bool:
@@ -140,6 +145,8 @@ class PodWorker(threading.Thread):
         self.pull_attempts = 0
         self.last_state: Obj | None = None
         self.completed = False  # a Never/OnFailure pod that finished for good
+        self.volumes_refreshed = 0.0
+        self.mount_failure_reported = False
         self.termination_log = (
             kubelet.root / "pods" / f"{self.namespace}_{self.name}" / ("termination-log")
         )
@@ -185,12 +192,26 @@ class PodWorker(threading.Thread):
             if runtime is None:
                 self._image_pull_failed(pod, container)
                 return
+            missing = self._missing_source(pod, container)
+            if missing:
+                # the kubelet does not start a container whose volume cannot be set up:
+                # ContainerCreating, a FailedMount event, retried (volumemanager)
+                if not self.mount_failure_reported:
+                    self.mount_failure_reported = True
+                    self.kubelet.record_event(
+                        pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {missing}",
+                        "kubelet",
+                    )  # fmt: skip
+                return
             self._start(pod, container, runtime)
             return
         code = self.process.poll()
         if code is not None:
             self._exited(pod, container, code)
             return
+        if time.monotonic() - self.volumes_refreshed >= VOLUME_REFRESH_SECONDS:
+            self.volumes_refreshed = time.monotonic()
+            self._refresh_volumes(pod, container)
         self._probe(pod, container)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -468,8 +489,41 @@ class PodWorker(threading.Thread):
             mounts.append((mount["mountPath"], local))
         return sorted(mounts, key=lambda m: -len(m[0]))
 
+    def _refresh_volumes(self, pod: Obj, container: Obj) -> None:
+        """Bring mounted ConfigMap and Secret volumes up to date; a subPath mount is a copy
+        made at start and never changes (a documented Kubernetes limitation)."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        store = self.kubelet.store
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes.get(mount["name"]) or {}
+            if mount.get("subPath"):
+                continue
+            if "configMap" in volume:
+                self._projected(volume, store.resource("configmaps"), volume["configMap"]["name"])
+            elif "secret" in volume:
+                self._projected(volume, store.resource("secrets"), volume["secret"]["secretName"])
+
+    def _missing_source(self, pod: Obj, container: Obj) -> str | None:
+        """The ConfigMap or Secret a mounted, non-optional volume names that does not exist."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        store = self.kubelet.store
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes.get(mount["name"]) or {}
+            for kind, resource, key in (
+                ("configMap", "configmaps", "name"),
+                ("secret", "secrets", "secretName"),
+            ):
+                if kind in volume and not volume[kind].get("optional"):
+                    try:
+                        store.get(store.resource(resource), self.namespace, volume[kind][key])
+                    except ApiError:
+                        return f'{resource[:-1]} "{volume[kind][key]}" not found'
+        return None
+
     def _projected(self, volume: Obj, resource: Any, name: str) -> Path | None:
-        """A ConfigMap or Secret written out as files, as the kubelet projects them."""
+        """A ConfigMap or Secret written out as files, as the kubelet projects them: each
+        file replaced in one step and only when it changed, so a reader never sees half a
+        file (the kubelet swaps a symlink to a new folder: atomic_writer.go)."""
         try:
             obj = self.kubelet.store.get(resource, self.namespace, name)
         except ApiError:
@@ -482,8 +536,12 @@ class PodWorker(threading.Thread):
         for item in items or [{"key": key, "path": key} for key in files]:
             if item["key"] in files:
                 target = folder / item["path"]
+                if target.is_file() and target.read_bytes() == files[item["key"]]:
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(files[item["key"]])
+                partial = target.with_name(f".{target.name}.partial")
+                partial.write_bytes(files[item["key"]])
+                os.replace(partial, target)
         return folder
 
     def _volume_path(self, volume: Obj) -> Path | None:

@@ -115,6 +115,9 @@ def launch_for(
         if not tokens:
             raise ValueError("a 'process' container needs a command")
         bin_dir = str(Path(sys.executable).parent)
+        # every address of a pod's own network namespace is its pod IP: a server told to
+        # listen on all of them (0.0.0.0) listens on that one, beside the other pods
+        tokens = [_own_addresses(token, pod_ip) for token in tokens]
         return Launch(
             tokens,
             {
@@ -126,6 +129,15 @@ def launch_for(
             },
         )
     raise ValueError(f"unknown runtime {runtime!r}")
+
+
+def _own_addresses(token: str, pod_ip: str) -> str:
+    """'0.0.0.0' (alone or as '--flag=0.0.0.0') → the pod's IP."""
+    if token == "0.0.0.0":
+        return pod_ip
+    if token.startswith("--") and token.endswith("=0.0.0.0"):
+        return token.removesuffix("0.0.0.0") + pod_ip
+    return token
 
 
 def least_busy_core() -> str:

@@ -1,4 +1,6 @@
-"""An HTTP server that looks like a vLLM pod to Prometheus: /metrics, /health, /v1/models.
+"""An HTTP server that looks like a vLLM pod to Prometheus: /metrics, /health, /v1/models;
+and to a router: /v1/chat/completions and /v1/completions answered at once (whole or as an SSE
+stream) with a text naming the server's address, so a test sees which pod answered.
 
 The behaviour can be changed while it runs (`set_behaviour`, or `POST /_scenario` with
 `{"scenario": "slow_decoding", "latency_scale": 1.3}` from another process).
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from dataclasses import asdict, replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
@@ -117,6 +120,9 @@ class MetricsHandler(BaseHTTPRequestHandler):
             self._send(404, b'{"detail":"Not Found"}', "application/json")
 
     def do_POST(self) -> None:
+        if self.path in ("/v1/chat/completions", "/v1/completions"):
+            self._generate()
+            return
         if self.path != "/_scenario":
             self._send(404, b'{"detail":"Not Found"}', "application/json")
             return
@@ -127,6 +133,44 @@ class MetricsHandler(BaseHTTPRequestHandler):
             return
         self.emulator.set_behaviour(scenario, **body)
         self._json({"scenario": scenario})
+
+    def _generate(self) -> None:
+        """A fixed answer naming this server ("answered by 127.0.1.5:8000"), in the shapes
+        of vLLM's OpenAI server (entrypoints/openai/protocol.py); streams end with [DONE]."""
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.emulator.is_dead():
+            self.close_connection = True
+            self.connection.close()
+            return
+        host, port = self.server.server_address[:2]
+        text = f"answered by {host}:{port}"
+        chat = self.path == "/v1/chat/completions"
+        base = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": ("chat.completion" if chat else "text_completion")
+            + (".chunk" if chat and body.get("stream") else ""),
+            "created": int(time.time()),
+            "model": body.get("model", self.emulator.model_name),
+        }
+        if not body.get("stream"):
+            choice = (
+                {"index": 0, "message": {"role": "assistant", "content": text}}
+                if chat
+                else {"index": 0, "text": text, "logprobs": None}
+            )
+            usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+            choices = [{**choice, "finish_reason": "stop"}]
+            self._json({**base, "choices": choices, "usage": usage})
+            return
+        piece = {"delta": {"role": "assistant", "content": text}} if chat else {"text": text}
+        end = {"delta": {}} if chat else {"text": ""}
+        events = [
+            {**base, "choices": [{"index": 0, **piece, "finish_reason": None}]},
+            {**base, "choices": [{"index": 0, **end, "finish_reason": "stop"}]},
+        ]
+        payload = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+        payload += b"data: [DONE]\n\n"
+        self._send(200, payload, "text/event-stream; charset=utf-8")
 
     def _json(self, body: object) -> None:
         self._send(200, json.dumps(body).encode(), "application/json")
