@@ -227,7 +227,10 @@ class Lifecycle:
             ready = min(status.available, status.updated)
             keep = max(0, target - unavailable - ready)
             others_total = self._scale_others_down(others, keep)
-            grown = self._grow(name, status.desired, target, surge, others_total)
+            # pods scaled down still hold their GPUs while they drain: count them against
+            # the surge until they are gone
+            holding = max(others_total, self._pods_of_others(release_id))
+            grown = self._grow(name, status.desired, target, surge, holding)
             self.traffic.follow()  # the router's weights follow the serving pods
             if (
                 grown == status.desired == target
@@ -250,6 +253,18 @@ class Lifecycle:
                     status.ready,
                 )
             self.sleep(self.poll_seconds)
+
+    def _pods_of_others(self, release_id: str) -> int:
+        """Pods of the model's other releases that still hold their node's resources
+        (running, starting or terminating)."""
+        return sum(
+            1
+            for pod in self.cluster.list_objects(
+                "Pod", self.spec.namespace, names.model_selector(self.spec)
+            )
+            if (pod["metadata"].get("labels") or {}).get(names.RELEASE) not in (None, release_id)
+            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        )
 
     def _scale_others_down(self, others: list[Manifest], keep: int) -> int:
         """Scale the other releases to `keep` replicas in total, newest kept longest; their
