@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -114,8 +115,16 @@ def hub(root: Path, port: int, serve: tuple[str, ...]) -> None:
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=0, help="0 picks a free port.")
 @click.option("--model-name", default="tiny-llama")
-def metrics(scenario: str, latency_scale: float, host: str, port: int, model_name: str) -> None:
+@click.option(
+    "--load-seconds",
+    default=0.0,
+    help="Wait this long before listening, as vLLM loads a model before it opens its port.",
+)
+def metrics(
+    scenario: str, latency_scale: float, host: str, port: int, model_name: str, load_seconds: float
+) -> None:
     """Serve one emulated vLLM /metrics."""
+    time.sleep(load_seconds)
     with MetricsEmulator(
         scenario, latency_scale=latency_scale, host=host, port=port, model_name=model_name
     ) as emulator:

@@ -19,6 +19,8 @@ from sandbox.vllm_process import CORE_BINDING, CPU_ENV, api_server_command, vllm
 DEFAULT_REGISTRY = Path(__file__).with_name("images.yaml")
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_DEFAULT_PORT = 8000
+# Seconds every emulated vLLM pod waits before it listens, unless its container says otherwise.
+EMULATOR_LOAD_SECONDS = "LLM_ROLLOUT_SANDBOX_LOAD_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ def launch_for(
             env.get("LATENCY_SCALE", "1.0"),
             "--model-name",
             env.get("MODEL_NAME", "tiny-llama"),
+            # how long the pod "loads its model" before it listens: the container's
+            # LOAD_SECONDS, else the sandbox's own (bench/promotion.py sets it for all pods)
+            "--load-seconds",
+            env.get("LOAD_SECONDS") or os.environ.get(EMULATOR_LOAD_SECONDS, "0"),
         ]
         return Launch(argv, {**base, **env, "PYTHONPATH": str(Path(__file__).parents[2])})
     if runtime == "kaniko":
