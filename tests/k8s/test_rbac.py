@@ -14,7 +14,10 @@ from k8s.cluster import ClusterClient, ClusterError
 from k8s.dagster.scaleout import dagster_rbac
 from k8s.lifecycle import Lifecycle
 from k8s.release import Release
+from rollout import controller
+from rollout.machine import Installed
 from spec import ReleaseSpec
+from spec.routing import Routing
 from tests.fixtures.cluster import Kube
 from tests.k8s.conftest import COMMIT, release
 
@@ -69,6 +72,18 @@ def test_a_whole_release_succeeds_with_exactly_the_printed_rbac(
 ) -> None:
     run = Lifecycle(grant(kube, spec, dagster_rbac([spec], *DAGSTER)), spec)
     release_promote_rollback(run)
+
+
+def test_a_model_with_a_router_releases_with_exactly_the_printed_rbac(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    routing = Routing(image="registry.sandbox.local/llm-rollout:test", replicas=1)
+    routed = spec.model_copy(update={"routing": routing})
+    dagster = grant(kube, routed, dagster_rbac([routed], *DAGSTER))
+    release_promote_rollback(Lifecycle(dagster, routed))
+    # the controller's part: the router's config for the stored record
+    controller.report(routed, dagster, Installed(release(routed, 2).release_id))
+    assert dagster.find("ConfigMap", f"{routed.name}-router", routed.namespace)
 
 
 def test_the_service_account_cannot_do_what_the_rbac_does_not_grant(
