@@ -142,7 +142,7 @@ class MetricsHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
-        host, port = self.server.server_address[:2]
+        host, port = self.connection.getsockname()[:2]
         text = f"answered by {host}:{port}"
         chat = self.path == "/v1/chat/completions"
         base = {
@@ -162,8 +162,10 @@ class MetricsHandler(BaseHTTPRequestHandler):
             choices = [{**choice, "finish_reason": "stop"}]
             self._json({**base, "choices": choices, "usage": usage})
             return
-        piece = {"delta": {"role": "assistant", "content": text}} if chat else {"text": text}
-        end = {"delta": {}} if chat else {"text": ""}
+        piece: dict[str, Any] = (
+            {"delta": {"role": "assistant", "content": text}} if chat else {"text": text}
+        )
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
         events = [
             {**base, "choices": [{"index": 0, **piece, "finish_reason": None}]},
             {**base, "choices": [{"index": 0, **end, "finish_reason": "stop"}]},

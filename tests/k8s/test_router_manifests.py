@@ -4,6 +4,7 @@ phase → traffic table the release controller writes into the router's config."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,8 +40,8 @@ def routed(**rollout: object) -> ReleaseSpec:
     return ReleaseSpec.model_validate(document)
 
 
-def by_kind(objects: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
-    return {(o["kind"], o["metadata"]["name"]): o for o in objects}  # type: ignore[index]
+def by_kind(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
 def test_render_adds_the_router_and_the_release_service_for_a_routed_model() -> None:
@@ -53,11 +54,11 @@ def test_render_adds_the_router_and_the_release_service_for_a_routed_model() -> 
     assert {("Deployment", router), ("Service", router), ("PodDisruptionBudget", router)} <= set(
         found
     )
-    assert found[("Service", own)]["spec"]["selector"] == {  # type: ignore[index]
+    assert found[("Service", own)]["spec"]["selector"] == {
         "app.kubernetes.io/name": spec.name,
         names.RELEASE: release.release_id,
     }
-    config = found[("ConfigMap", router)]["data"]["router.yaml"]  # type: ignore[index]
+    config = found[("ConfigMap", router)]["data"]["router.yaml"]
     loaded = parse_config(Path("router.yaml"), config.encode())
     assert [(r.id, r.weight, r.url) for r in loaded.releases] == [
         (release.release_id, 100, f"http://{own}.{spec.namespace}.svc:8000")
