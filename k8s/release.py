@@ -28,7 +28,14 @@ class Release:
             # how long the controller waits for a node, how many old Deployments it keeps and
             # the canary's share of routed traffic do not shape the pods; leaving them out
             # keeps the ids of releases recorded before the fields existed
-            exclude={"rollout": {"capacity_wait_seconds", "retained_releases", "canary_weight"}},
+            exclude={
+                "rollout": {
+                    "capacity_wait_seconds",
+                    "retained_releases",
+                    "canary_weight",
+                    "canary_steps",
+                }
+            },
         )
         text = json.dumps([shaping, self.weights_commit, self.image], sort_keys=True)
         return "rel-" + hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -79,6 +79,7 @@ class RolloutRecord:
     # canary unless the spec asks for every window): [name, canary, stable, limit,
     # outcome, reason] rows, carried into every later window's verdict
     quality: list[list[Any]] = field(default_factory=list)
+    step: int = 0  # index into rollout.canary_steps: the canary's current weight
 
     def run_key(self) -> str:
         """The Dagster run key of the run carrying out this phase (one per attempt)."""
@@ -397,6 +398,22 @@ def _gating(
         if record.failures >= gate.failure_limit:
             return _rollback(
                 record, now, f"{record.failures} failing windows in a row: {verdict.reason}", "gate"
+            )
+        steps = spec.rollout.canary_steps
+        if (
+            record.phase is Phase.GATING
+            and verdict.window is Outcome.PASS
+            and record.step < len(steps) - 1
+        ):
+            # a step weight held: the next one, judged afresh (Flagger's stepWeights)
+            return Transition(
+                replace(
+                    record,
+                    step=record.step + 1,
+                    passes=0,
+                    reason=f"passed at {steps[record.step]}%: canary raised to "
+                    f"{steps[record.step + 1]}% (step {record.step + 2} of {len(steps)})",
+                )
             )
         if record.passes >= gate.required_passes:
             promoting = enter(

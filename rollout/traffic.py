@@ -3,7 +3,8 @@ releases that serve and their shares, whether the model is degraded, the shadow.
 the machine; `rollout.controller.route_traffic` writes the result into the router's config.
 
     Starting (canary)         the stable release only: a canary earns traffic once ready
-    Gating                    the canary at `rollout.canary_weight` %, stable the rest
+    Gating                    the canary at `rollout.canary_weight` % (or its current step of
+                              `rollout.canary_steps`), stable the rest
     Holding                   the same shares, `degraded`: routes with a fallback leave
     Promoting, Baking,        what serves: each release's available pods (the lifecycle's
     Starting (rolling)        shift writes the same at every step)
@@ -36,7 +37,7 @@ def traffic_for(
     phase, release = record.phase, record.release_id
     alone = {stable: 100.0} if stable else ({release: 100.0} if release else {})
     if phase in (Phase.GATING, Phase.HOLDING) and stable and release and release != stable:
-        canary = float(spec.rollout.canary_weight)
+        canary = float(canary_weight(spec, record))
         weights = {stable: 100.0 - canary, release: canary}
         held = f"holding {release}: {record.reason}" if phase is Phase.HOLDING else None
         return Traffic(weights, held, release)
@@ -49,3 +50,9 @@ def traffic_for(
         )
         return Traffic(serving or alone, degraded)
     return Traffic(alone)
+
+
+def canary_weight(spec: ReleaseSpec, record: RolloutRecord) -> int:
+    """The canary's share now: its step of `rollout.canary_steps`, else `canary_weight`."""
+    steps = spec.rollout.canary_steps
+    return steps[min(record.step, len(steps) - 1)] if steps else spec.rollout.canary_weight

@@ -167,15 +167,15 @@ def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
             "replicas; a canary must be at most as large as what it is compared against",
         )
     gate = spec.gate
-    needed = (
-        gate.warmup_seconds + gate.window_seconds + gate.required_passes * gate.interval_seconds
-    )
+    # one passing window per canary step before the last, then required_passes
+    passes = gate.required_passes + max(0, len(rollout.canary_steps) - 1)
+    needed = gate.warmup_seconds + gate.window_seconds + passes * gate.interval_seconds
     if gate.max_gating_seconds < needed:
         yield Problem(
             "gate.max_gating_seconds",
             f"{gate.max_gating_seconds}s is shorter than the quickest promotion: warmup "
             f"({gate.warmup_seconds}s) + one window ({gate.window_seconds}s) + "
-            f"{gate.required_passes} passing windows every {gate.interval_seconds}s = {needed}s",
+            f"{passes} passing windows every {gate.interval_seconds}s = {needed}s",
         )
     if parse_quantity(resources.shm_size) > parse_quantity(resources.memory):
         yield Problem(
@@ -233,6 +233,17 @@ def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
         yield Problem(
             "refresh.cron",
             "the revision is a fixed commit, so a refresh schedule would never find a new one",
+        )
+    steps = spec.rollout.canary_steps
+    if any(not 1 <= step <= 99 for step in steps) or steps != sorted(set(steps)):
+        yield Problem(
+            "rollout.canary_steps",
+            f"{steps}: give rising percentages between 1 and 99, e.g. [5, 25, 50]",
+        )
+    if steps and spec.routing is None:
+        yield Problem(
+            "rollout.canary_steps",
+            "canary weights are set by the model's router: add a routing: section",
         )
     if spec.routing is not None and spec.routing.image is None:
         yield Problem(

@@ -335,6 +335,14 @@ class Rollout(SpecModel):
             "gated (specs with routing: only; without a router the share is the replica ratio)."
         ),
     )
+    canary_steps: list[int] = Field(
+        default_factory=list,
+        description=(
+            "Canary weights in percent, raised one step per passing gate window (Flagger's "
+            "step weights), e.g. [5, 25, 50]; the last step needs gate.required_passes passes "
+            "to promote. Empty: canary_weight throughout. Specs with routing: only."
+        ),
+    )
     max_surge: int | str = Field(
         1,
         description=(

@@ -17,6 +17,7 @@ from rollout.machine import Phase, RolloutRecord
 from rollout.traffic import Traffic, traffic_for
 from router.config import parse_config
 from spec import ReleaseSpec, SpecFileError, load_spec
+from spec.rules import SpecRuleViolations
 from tests.conftest import DEMO_SPEC
 
 IMAGE = "registry.example.com/llm/llm-rollout-user-code:0.1.0"
@@ -117,6 +118,26 @@ def test_a_spec_with_routing_but_no_router_image_is_refused(tmp_path: Path) -> N
         load_spec(path)
 
 
+@pytest.mark.parametrize(
+    ("steps", "routing", "message"),
+    [
+        ([25, 5], True, "rising percentages between 1 and 99"),
+        ([5, 5], True, "rising percentages"),
+        ([5, 100], True, "between 1 and 99"),
+        ([5, 25], False, "add a routing: section"),
+    ],
+)
+def test_canary_steps_must_rise_and_need_a_router(
+    steps: list[int], routing: bool, message: str
+) -> None:
+    document = routed().model_dump(mode="json")
+    document["rollout"]["canary_steps"] = steps
+    if not routing:
+        document["routing"] = None
+    with pytest.raises(SpecRuleViolations, match=message):
+        ReleaseSpec.model_validate(document)
+
+
 STABLE, CANARY = "rel-stable", "rel-canary"
 SERVING = {STABLE: 66.67, CANARY: 33.33}
 
@@ -142,6 +163,13 @@ SERVING = {STABLE: 66.67, CANARY: 33.33}
 def test_each_phase_tells_the_router(phase: Phase, strategy: str, expected: Traffic) -> None:
     record = RolloutRecord(release_id=CANARY, phase=phase, reason="why", strategy=strategy)
     assert traffic_for(routed(canary_weight=25), record, STABLE, SERVING) == expected
+
+
+def test_a_stepped_canary_gets_its_current_step() -> None:
+    spec = routed(canary_steps=[5, 25, 50])
+    for step, share in ((0, 5), (1, 25), (2, 50)):
+        record = RolloutRecord(release_id=CANARY, phase=Phase.GATING, step=step)
+        assert traffic_for(spec, record, STABLE, {}).weights == {STABLE: 100 - share, CANARY: share}
 
 
 def test_while_nothing_serves_the_stable_release_keeps_everything() -> None:

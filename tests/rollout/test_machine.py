@@ -122,6 +122,32 @@ def test_a_judged_window(
     assert result.record.evaluated_at == T0 + 60
 
 
+def test_canary_steps_are_climbed_one_passing_window_each_then_the_passes_promote(
+    spec: ReleaseSpec,
+) -> None:
+    rollout = spec.rollout.model_copy(update={"canary_steps": [5, 25, 50]})
+    stepped = spec.model_copy(update={"rollout": rollout})
+    current, seen = record(Phase.GATING), []
+    outcomes = [Outcome.PASS, Outcome.INCONCLUSIVE, Outcome.PASS, Outcome.PASS, Outcome.PASS]
+    for minute, outcome in enumerate(outcomes, start=1):
+        current = tick(stepped, current, GATING_FACTS, window(outcome), T0 + 60 * minute).record
+        seen.append((current.phase, current.step, current.passes))
+    assert seen == [
+        (Phase.GATING, 1, 0),  # 5 % passed: 25 %
+        (Phase.GATING, 1, 0),  # no verdict: the step holds
+        (Phase.GATING, 2, 0),  # 25 % passed: 50 %, the last step
+        (Phase.GATING, 2, 1),
+        (Phase.PROMOTING, 2, 0),  # required_passes (2) at the last step
+    ]
+
+
+def test_a_failing_window_never_climbs_a_step(spec: ReleaseSpec) -> None:
+    rollout = spec.rollout.model_copy(update={"canary_steps": [5, 25]})
+    stepped = spec.model_copy(update={"rollout": rollout})
+    result = tick(stepped, record(Phase.GATING), GATING_FACTS, window(Outcome.FAIL), T0 + 60)
+    assert (result.record.step, result.record.failures) == (0, 1)
+
+
 def test_promotion_records_stables_numbers_as_the_bakes_baseline(spec: ReleaseSpec) -> None:
     result = tick(spec, record(Phase.GATING, passes=1), GATING_FACTS, window(Outcome.PASS), T0)
     assert result.record.baseline == {"ttft_mean": 0.1}
