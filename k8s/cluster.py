@@ -132,10 +132,13 @@ class ClusterClient:
         api: client.ApiClient,
         field_manager: str = FIELD_MANAGER,
         request_timeout: tuple[float, float] = REQUEST_TIMEOUT,
+        backoff_seconds: float = BACKOFF_SECONDS,
     ) -> None:
         self.api = api
         self.field_manager = field_manager
         self.request_timeout = request_timeout
+        # the first retry's wait, doubling up to BACKOFF_MAX_SECONDS (tests of faults shorten it)
+        self.backoff_seconds = backoff_seconds
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> ClusterClient:
@@ -419,7 +422,7 @@ class ClusterClient:
                         ) from error
                     raise
                 delay = _retry_after(error) or min(
-                    BACKOFF_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS
+                    self.backoff_seconds * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS
                 )
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 if attempt == ATTEMPTS:
@@ -427,7 +430,7 @@ class ClusterClient:
                         f"cannot reach the Kubernetes API ({type(error).__name__}: {error}) after "
                         f"{ATTEMPTS} attempts; nothing more was changed"
                     ) from error
-                delay = min(BACKOFF_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS)
+                delay = min(self.backoff_seconds * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS)
             log.warning(
                 "Kubernetes API call failed (attempt %d of %d); retrying in %.1fs",
                 attempt,

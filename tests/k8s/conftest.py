@@ -28,7 +28,7 @@ def spec(tmp_path: Path) -> ReleaseSpec:
 
 @pytest.fixture
 def cluster(kube: Kube) -> ClusterClient:
-    return ClusterClient(kube.api)
+    return ClusterClient(kube.api, backoff_seconds=0.01)  # fault tests need not sleep
 
 
 @pytest.fixture

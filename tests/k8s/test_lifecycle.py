@@ -396,7 +396,7 @@ def test_api_errors_are_retried_within_bounds(lifecycle: Lifecycle, kube: Kube) 
 
 
 def test_timeouts_are_retried_then_fail_cleanly(kube: Kube, spec: ReleaseSpec) -> None:
-    impatient = ClusterClient(kube.api, request_timeout=(1.0, 0.5))
+    impatient = ClusterClient(kube.api, request_timeout=(1.0, 0.5), backoff_seconds=0.01)
     kube.cluster.api.faults.add(ApiFault("slow", method="GET", delay_seconds=1.5, times=1))
     assert impatient.list_objects("Node")  # one timeout, then an answer
     kube.cluster.api.faults.add(ApiFault("slow", method="GET", delay_seconds=1.5, times=None))

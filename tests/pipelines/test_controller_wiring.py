@@ -73,7 +73,7 @@ def canary_beside_stable(
 def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
     kube: Kube, spec: ReleaseSpec
 ) -> None:
-    cluster = ClusterClient(kube.api)
+    cluster = ClusterClient(kube.api, backoff_seconds=0.01)
     first, second = canary_beside_stable(cluster, spec, ready=True)
     # the gate decided to promote; then the API server refuses every scale write (an
     # apiserver overloaded mid-promotion; promotion needs no spare GPU since releases got
