@@ -32,7 +32,8 @@ if [ $# -gt 0 ]; then
   exec pytest "$@"
 fi
 # The whole suite in two lanes at once: the machine mostly waits on servers, sensors and
-# pods. One lane is the real-vLLM tests (CPU vLLM worlds, one at a time), shown live. The
+# pods. One lane is the real-vLLM tests (CPU vLLM worlds, one at a time) and the wheel's
+# install (`slow`: it waits on pip), shown live: the shorter lane. The
 # other runs the quick tests in pytest-xdist workers (each sandbox on its own claimed 127.N
 # network and free ports), then the Dagster daemon's end-to-end modules; it is printed at the
 # end. (Three lanes at once — the daemon's first installs, xdist workers and two loading
@@ -41,13 +42,13 @@ other_log="$(mktemp)"
 say "pytest, two lanes: real vLLM (shown live); quick tests (xdist), then the daemon's"
 (
   quick=0 daemon=0
-  pytest -m "not real_vllm and not daemon" -p no:cacheprovider -n "$FAST_WORKERS" || quick=$?
+  pytest -m "not real_vllm and not daemon and not slow" -p no:cacheprovider -n "$FAST_WORKERS" || quick=$?
   pytest -m "daemon and not real_vllm" -p no:cacheprovider || daemon=$?
   [ "$quick" -eq 0 ] && [ "$daemon" -eq 0 ]
 ) >"$other_log" 2>&1 &
 other=$!
 status=0
-pytest -m real_vllm -p no:cacheprovider || status=$?
+pytest -m "real_vllm or slow" -p no:cacheprovider || status=$?
 wait "$other" || status=$?
 say "pytest: everything but real vLLM (quick tests, then the daemon's end-to-end modules)"
 cat "$other_log"
