@@ -43,6 +43,9 @@ ROUTER_RESOURCES = {
     "requests": {"cpu": "500m", "memory": "256Mi"},
     "limits": {"cpu": "2", "memory": "1Gi"},
 }
+# The HPA's target: mean CPU use of the router's pods against their request. A Python event
+# loop answers slower well before a core is saturated; leave headroom for bursts.
+ROUTER_CPU_UTILIZATION = 70
 # The router stops taking connections, then finishes open streams within
 # router.server.SHUTDOWN_TIMEOUT_SECONDS (20 s); the pod's grace period must cover both.
 ROUTER_GRACE_SECONDS = 30
@@ -202,7 +205,9 @@ def router_deployment(spec: ReleaseSpec) -> Manifest:
             "labels": router_labels(spec),
         },
         "spec": {
-            "replicas": routing.replicas,
+            # with an HPA the replicas are its to set: applying a number at every release
+            # would take them back (the HPA starts from `replicas` as its minimum)
+            **({} if routing.max_replicas else {"replicas": routing.replicas}),
             "selector": {"matchLabels": router_selector(spec)},
             "strategy": {
                 "type": "RollingUpdate",
@@ -276,9 +281,53 @@ def router_disruption_budget(spec: ReleaseSpec) -> Manifest:
     }
 
 
+def router_autoscaler(spec: ReleaseSpec) -> Manifest | None:
+    """An autoscaling/v2 HPA on the router pods' CPU (a resource metric: metrics-server, no
+    adapter), from `routing.replicas` to `routing.max_replicas`; None without a maximum."""
+    routing = spec.routing
+    if routing is None or routing.max_replicas is None:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": router_name(spec),
+            "namespace": spec.namespace,
+            "labels": router_labels(spec),
+        },
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": router_name(spec),
+            },
+            "minReplicas": routing.replicas,
+            "maxReplicas": routing.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": ROUTER_CPU_UTILIZATION,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
 def router_objects(spec: ReleaseSpec) -> list[Manifest]:
-    """The router's Deployment, Service and PDB (not its ConfigMap, which the release
-    controller owns); nothing for a spec without `routing:`."""
+    """The router's Deployment, Service, PDB and (with `routing.max_replicas`) HPA — not its
+    ConfigMap, which the release controller owns; nothing for a spec without `routing:`."""
     if spec.routing is None:
         return []
-    return [router_deployment(spec), router_service(spec), router_disruption_budget(spec)]
+    hpa = router_autoscaler(spec)
+    return [
+        router_deployment(spec),
+        router_service(spec),
+        router_disruption_budget(spec),
+        *([hpa] if hpa else []),
+    ]

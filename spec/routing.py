@@ -158,6 +158,21 @@ class Routing(RoutingModel):
         "the Dagster user-code image (images/user-code.Dockerfile); required in a release spec.",
     )
     replicas: int = Field(2, ge=1, le=100, description="Router pods (a PDB keeps one up).")
+    max_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="With it, an HPA scales the router's pods from replicas up to this on "
+        "their CPU use (needs metrics-server); without it, replicas is fixed.",
+    )
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_replicas(cls, value: int | None, info: ValidationInfo) -> int | None:
+        replicas = info.data.get("replicas")
+        if value is not None and replicas is not None and value < replicas:
+            raise ValueError(f"{value} is fewer than replicas ({replicas})")
+        return value
 
     @field_validator("task_header")
     @classmethod

@@ -101,6 +101,24 @@ def test_the_router_pod_is_restricted_reads_its_config_volume_and_its_cloud_key(
     assert "annotations" not in deployment["spec"]["template"]["metadata"]
 
 
+def test_with_a_maximum_an_hpa_scales_the_router_and_owns_its_replicas() -> None:
+    document = routed().model_dump(mode="json")
+    document["routing"].update(replicas=2, max_replicas=6)
+    spec = ReleaseSpec.model_validate(document)
+    objects = by_kind(router_manifests.router_objects(spec))
+    validate_objects(list(objects.values()))
+    hpa = objects[("HorizontalPodAutoscaler", f"{spec.name}-router")]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["scaleTargetRef"]["name"] == f"{spec.name}-router"
+    assert "replicas" not in objects[("Deployment", f"{spec.name}-router")]["spec"]
+    fixed = by_kind(router_manifests.router_objects(routed()))
+    assert fixed[("Deployment", f"{spec.name}-router")]["spec"]["replicas"] == 2
+    assert not [kind for kind, _ in fixed if kind == "HorizontalPodAutoscaler"]
+    document["routing"]["max_replicas"] = 1
+    with pytest.raises(ValueError, match=r"fewer than replicas \(2\)"):
+        ReleaseSpec.model_validate(document)
+
+
 def test_the_router_is_outside_the_models_selectors_but_may_reach_its_pods() -> None:
     spec = routed()
     labels = router_manifests.router_deployment(spec)["spec"]["template"]["metadata"]["labels"]
