@@ -322,8 +322,9 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
     @dg.op(
         name=f"{group_name(spec)}__rollback",
         description=(
-            f"Scale `{spec.name}`'s canary to zero and re-apply a recorded release (default: "
-            "the stable release before the newest one) exactly as it was applied."
+            f"Shift `{spec.name}` back to a recorded release (default: the stable release "
+            "before the newest one): its retained Deployment scaled up, or re-created exactly "
+            "from the history; the canary's scaled to zero."
         ),
         tags={MODEL_TAG: spec.name},
     )
