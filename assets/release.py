@@ -14,7 +14,7 @@ from assets.naming import asset_key, group_name
 from assets.versions import release_version
 from k8s.cluster import ClusterError, RolloutStatus
 from k8s.history import History, ReleaseHistory, UnknownRelease
-from k8s.lifecycle import Lifecycle
+from k8s.lifecycle import Lifecycle, release_of
 from k8s.lock import DeployLock
 from k8s.release import Release
 from monitoring.gate import Outcome, Verdict
@@ -110,7 +110,8 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
                 f"started as a {spec.rollout.canary_replicas}-pod canary that the release "
                 "controller promotes or rolls back."
                 if strategy == "canary"
-                else "rolled out over stable with zero unavailable pods."
+                else "its Deployment scaled up as the old release's is scaled down, with zero "
+                "unavailable pods."
             )
         ),
         owners=spec.owners,
@@ -147,7 +148,7 @@ def build_release_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             yield dg.AssetMaterialization(
                 asset_key=asset_key(spec, "live"),
                 description=phase,
-                metadata=live_metadata(after, before.stable),
+                metadata=live_metadata(after, before.stable, lifecycle),
             )
 
     return release
@@ -269,7 +270,7 @@ def build_live_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             controller.report(spec, cluster, Promoted(canary))
             after = lifecycle.history.read()
         yield dg.MaterializeResult(
-            metadata=live_metadata(after, before.stable, decided_by=record.decided_by)
+            metadata=live_metadata(after, before.stable, lifecycle, decided_by=record.decided_by)
         )
 
     return live
@@ -294,8 +295,10 @@ def override_promotion(
     )
 
 
-def live_metadata(history: History, previous: str | None, **extra: Any) -> dict[str, Any]:
-    """What is stable now, and what it replaced."""
+def live_metadata(
+    history: History, previous: str | None, lifecycle: Lifecycle, **extra: Any
+) -> dict[str, Any]:
+    """What is stable now, what it replaced, and every release Deployment of the model."""
     record = history.previous_stable()
     if record is None:
         raise dg.Failure(description="no stable release is recorded", allow_retries=False)
@@ -304,8 +307,24 @@ def live_metadata(history: History, previous: str | None, **extra: Any) -> dict[
         "weights_commit": record.weights_commit,
         "image": record.image,
         "previous_release_id": previous or "none",
+        "deployments": dg.MetadataValue.md(deployments_table(lifecycle, history)),
         **extra,
     }
+
+
+def deployments_table(lifecycle: Lifecycle, history: History) -> str:
+    """The model's release Deployments (one per retained release) as a Markdown table."""
+    tracks = {history.stable: "stable", history.canary: "canary"}
+    rows = ["| Deployment | track | available / desired |", "|---|---|---|"]
+    for deployment in lifecycle.deployments():
+        status = deployment.get("status") or {}
+        rows.append(
+            f"| {deployment['metadata']['name']} | "
+            f"{tracks.get(release_of(deployment), 'idle')} | "
+            f"{int(status.get('availableReplicas', 0))} / "
+            f"{int((deployment.get('spec') or {}).get('replicas', 0))} |"
+        )
+    return "\n".join(rows)
 
 
 class RollbackConfig(dg.Config):
@@ -382,6 +401,7 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
                 metadata=live_metadata(
                     after,
                     before.stable,
+                    lifecycle,
                     aborted_canary=before.canary or "none",
                     reason=config.reason,
                 ),

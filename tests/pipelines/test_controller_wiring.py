@@ -107,6 +107,29 @@ def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
     assert "promotion failed" in str(requests[0].run_config)
 
 
+def test_a_decided_promotion_scales_the_canary_up_and_the_ui_lists_every_release(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    cluster = ClusterClient(kube.api, backoff_seconds=0.01)
+    first, second = canary_beside_stable(cluster, spec, ready=True)
+    RolloutStore(cluster, spec).update(
+        lambda r: enter(r, Phase.PROMOTING, time.time(), "2 passing windows", decided_by="gate")
+    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [build_live_asset(spec)], resources=resources(kube), instance=instance
+        )
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["release_id"].value == second.release_id
+    table = str(metadata["deployments"].value)
+    n = spec.replicas
+    assert f"| {spec.name}-{second.release_id} | stable | {n} / {n} |" in table, table
+    assert f"| {spec.name}-{first.release_id} | idle | 0 / 0 |" in table, table
+    assert RolloutStore(cluster, spec).read().phase is Phase.BAKING
+
+
 def test_materializing_live_without_a_decision_promotes_nothing(
     kube: Kube, spec: ReleaseSpec
 ) -> None:

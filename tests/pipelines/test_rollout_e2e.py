@@ -83,6 +83,8 @@ def test_the_first_release_installed_as_stable_is_what_the_live_asset_shows(
     live = event.asset_materialization
     assert live.metadata["release_id"].value == stable
     assert live.metadata["previous_release_id"].value == "none"
+    # the UI lists every release Deployment of the model with its replicas
+    assert f"| e2e-bad-{stable} | stable | 1 / 1 |" in live.metadata["deployments"].value
     assert "installed as stable" in (live.description or "")
     # What the UI's "Unsynced" badge reads: live recorded after the release it serves.
     graph = build_definitions([orchestra.spec("e2e-bad")]).resolve_asset_graph()
