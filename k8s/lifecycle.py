@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,12 +213,7 @@ class Lifecycle:
         if self.spec.autoscaling:
             with contextlib.suppress(NotFound):
                 self.cluster.delete("HorizontalPodAutoscaler", self.spec.name, self.spec.namespace)
-        limit = timeout if timeout is not None else self.spec.rollout.progress_deadline_seconds + 60
-        deadline = time.monotonic() + limit
-        while True:
-            status = self.cluster.rollout_status(name, self.spec.namespace)
-            if on_poll:
-                on_poll(status)
+        for status, expired in self._polls(name, on_poll, timeout):
             if status.phase == "stalled" and not status.unschedulable:
                 return status
             others = [
@@ -238,7 +233,7 @@ class Lifecycle:
                 and status.phase == "complete"
             ):
                 return status
-            if time.monotonic() > deadline:
+            if expired:
                 waiting = (
                     f"no free GPU for the next pod ({self.spec.resources.gpus} needed)"
                     if grown < target and grown == status.desired and status.phase == "complete"
@@ -246,13 +241,14 @@ class Lifecycle:
                 )
                 return RolloutStatus(
                     "stalled",
-                    f"the shift to {release_id} did not finish in {limit:.0f}s: {waiting}",
+                    f"the shift to {release_id} did not finish in "
+                    f"{self._limit(timeout):.0f}s: {waiting}",
                     status.desired,
                     status.updated,
                     status.available,
                     status.ready,
                 )
-            self.sleep(self.poll_seconds)
+        raise AssertionError("unreachable")
 
     def _pods_of_others(self, release_id: str) -> int:
         """Pods of the model's other releases that still hold their node's resources
@@ -337,15 +333,26 @@ class Lifecycle:
         self, name: str, on_poll: Poll | None = None, timeout: float | None = None
     ) -> RolloutStatus:
         """Poll a Deployment's rollout until it completes or stalls (or `timeout` passes)."""
-        limit = timeout if timeout is not None else self.spec.rollout.progress_deadline_seconds + 60
-        deadline = time.monotonic() + limit
+        for status, expired in self._polls(name, on_poll, timeout):
+            if status.done or expired:
+                return status
+        raise AssertionError("unreachable")
+
+    def _polls(
+        self, name: str, on_poll: Poll | None, timeout: float | None
+    ) -> Iterator[tuple[RolloutStatus, bool]]:
+        """A Deployment's rollout status every `poll_seconds` (each shown to `on_poll`), and
+        whether `timeout` (default: the progress deadline and a minute) has passed."""
+        deadline = time.monotonic() + self._limit(timeout)
         while True:
             status = self.cluster.rollout_status(name, self.spec.namespace)
             if on_poll:
                 on_poll(status)
-            if status.done or time.monotonic() > deadline:
-                return status
+            yield status, time.monotonic() > deadline
             self.sleep(self.poll_seconds)
+
+    def _limit(self, timeout: float | None) -> float:
+        return timeout if timeout is not None else self.spec.rollout.progress_deadline_seconds + 60
 
     def _record(self, release: Release) -> ReleaseRecord:
         objects = [*manifests.platform_objects(self.spec), *manifests.release_objects(release)]
