@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from kubernetes.config import ConfigException
 
+from cli.cluster import cluster_or_exit
 from cli.errors import fail
 from cli.release_inputs import release_options, resolve_release
 from cli.weights import load_or_exit
 from k8s import manifests
-from k8s.cluster import ClusterClient, ClusterError
+from k8s.cluster import ClusterError
 from k8s.plan import ObjectPlan, Plan, plan_objects
 from k8s.validation import schema_problems
 
@@ -58,13 +58,7 @@ def plan(
         click.echo(f"error: {problem}", err=True)
     if problems:
         sys.exit(1)
-    try:
-        cluster = ClusterClient.from_kubeconfig(str(kubeconfig) if kubeconfig else None)
-    except ConfigException as error:
-        fail(
-            f"no usable Kubernetes credentials ({error}); set KUBECONFIG or pass --kubeconfig, "
-            "or run inside a cluster"
-        )
+    cluster = cluster_or_exit(kubeconfig)
     try:
         result = plan_objects(cluster, objects)
     except ClusterError as error:

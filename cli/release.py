@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from kubernetes.config import ConfigException
 
+from cli.cluster import cluster_or_exit
 from cli.errors import fail
 from cli.fit import echo_fit, published_fit
 from cli.release_inputs import release_options, resolve_release
@@ -107,13 +107,7 @@ def render(
 def status(spec_path: Path, kubeconfig: Path | None, as_json: bool) -> None:
     """Show the model's recorded releases, which is stable and canary, and their rollouts."""
     spec = load_or_exit(spec_path)
-    try:
-        cluster = ClusterClient.from_kubeconfig(str(kubeconfig) if kubeconfig else None)
-    except ConfigException as error:
-        fail(
-            f"no usable Kubernetes credentials ({error}); set KUBECONFIG or pass --kubeconfig, "
-            "or run inside a cluster"
-        )
+    cluster = cluster_or_exit(kubeconfig)
     try:
         document = _status_document(spec, cluster)
     except ClusterError as error:

@@ -27,6 +27,7 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 
+from k8s.validation import strict_schema
 from k8s.vllm_args import uses_serve_entrypoint
 from spec import ReleaseSpec
 
@@ -174,22 +175,7 @@ def _set_gpus(container: Manifest, gpus: str) -> None:
 def lws_schema() -> dict[str, Any]:
     """The LeaderWorkerSet CRD's openAPIV3Schema (v1, LWS v0.10.0), made strict: a field it
     does not define is an error, as strict field validation reports it."""
-    strict: dict[str, Any] = _strict(json.loads(SCHEMA.read_text()))
-    return strict
-
-
-def _strict(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    if (
-        "properties" in strict
-        and "additionalProperties" not in strict
-        and not strict.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        strict["additionalProperties"] = False
+    strict: dict[str, Any] = strict_schema(json.loads(SCHEMA.read_text()))
     return strict
 
 

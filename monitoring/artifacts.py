@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 
 from k8s.labels import common_labels
+from k8s.validation import strict_schema
 from k8s.yaml_text import to_yaml
 from monitoring.adapter import adapter_rules, keda_scaled_object
 from monitoring.alertmanager import alertmanager_config
@@ -54,22 +55,7 @@ def operator_schema(kind: str) -> dict[str, Any]:
     does not define is an error (as `kubectl apply --validate=strict` reports it), not
     silently pruned by the API server."""
     path = SCHEMAS / f"monitoring.coreos.com_v1_{kind.lower()}.json"
-    strict: dict[str, Any] = _strict(json.loads(path.read_text()))
-    return strict
-
-
-def _strict(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    if (
-        "properties" in strict
-        and "additionalProperties" not in strict
-        and not strict.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        strict["additionalProperties"] = False
+    strict: dict[str, Any] = strict_schema(json.loads(path.read_text()))
     return strict
 
 

@@ -70,17 +70,23 @@ def canary_beside_stable(
     return first, second
 
 
-def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
-    kube: Kube, spec: ReleaseSpec
-) -> None:
+def decided_canary(kube: Kube, spec: ReleaseSpec) -> tuple[ClusterClient, Release, Release]:
+    """Stable and a ready canary, and the gate's decision to promote it in the record."""
     cluster = ClusterClient(kube.api, backoff_seconds=0.01)
     first, second = canary_beside_stable(cluster, spec, ready=True)
-    # the gate decided to promote; then the API server refuses every scale write (an
-    # apiserver overloaded mid-promotion; promotion needs no spare GPU since releases got
-    # their own Deployments, see tests/k8s/test_lifecycle.py)
     RolloutStore(cluster, spec).update(
         lambda r: enter(r, Phase.PROMOTING, time.time(), "2 passing windows", decided_by="gate")
     )
+    return cluster, first, second
+
+
+def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
+    kube: Kube, spec: ReleaseSpec
+) -> None:
+    cluster, first, second = decided_canary(kube, spec)
+    # then the API server refuses every scale write (an apiserver overloaded mid-promotion;
+    # promotion needs no spare GPU since releases got their own Deployments, see
+    # tests/k8s/test_lifecycle.py)
     kube.cluster.api.faults.add(
         ApiFault("status", method="PATCH", path_contains="/scale", status=503, times=None)
     )
@@ -110,11 +116,7 @@ def test_a_promotion_that_fails_midway_is_rolled_back_by_the_controller(
 def test_a_decided_promotion_scales_the_canary_up_and_the_ui_lists_every_release(
     kube: Kube, spec: ReleaseSpec
 ) -> None:
-    cluster = ClusterClient(kube.api, backoff_seconds=0.01)
-    first, second = canary_beside_stable(cluster, spec, ready=True)
-    RolloutStore(cluster, spec).update(
-        lambda r: enter(r, Phase.PROMOTING, time.time(), "2 passing windows", decided_by="gate")
-    )
+    cluster, first, second = decided_canary(kube, spec)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [build_live_asset(spec)], resources=resources(kube), instance=instance
