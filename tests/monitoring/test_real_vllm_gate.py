@@ -66,6 +66,10 @@ def spec() -> ReleaseSpec:
             # the relative rules are exercised precisely with the emulator, so here only the
             # absolute limits and the metrics' flow through the gate's queries are judged
             "max_relative_regression": 10.0,
+            # and the absolute limits far above what a loaded machine gives (a CI run beside
+            # other tests measured TTFT p99 2.1 s): the SLOs' judging is the emulator's test
+            "max_ttft_p99_seconds": 30.0,
+            "max_itl_p99_seconds": 10.0,
         }
     )
     return demo.model_copy(update={"gate": gate})
@@ -121,6 +125,10 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
             prometheus.url,
             "--scrape-interval",
             str(SCRAPE_INTERVAL_SECONDS),
+            "--canary",
+            CANARY.release,
+            "--stable",
+            STABLE.release,
         ],
         capture_output=True,
         text=True,

@@ -112,6 +112,7 @@ def test_the_controllers_config_carries_the_specs_routes_and_its_decisions() -> 
             {
                 "serving": {"vllm_version": "0.11.0", "served_model_name": "qwen"},
                 "routing": {
+                    "image": "registry.example.com/llm-rollout-user-code:1",
                     "cloud": {"openai": {"base_url": "https://api.example.com/v1", "model": "m"}},
                     "routes": [{"name": "default", "fallback": "openai"}],
                     "shadow_share": 0.1,
