@@ -26,16 +26,16 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from monitoring.gate import judge  # noqa: E402
-from monitoring.prometheus import PrometheusFailed, measure  # noqa: E402
-from monitoring.queries import TrackSource, gate_queries  # noqa: E402
-from rollout import machine  # noqa: E402
+from llm_rollout.monitoring.gate import judge  # noqa: E402
+from llm_rollout.monitoring.prometheus import PrometheusFailed, measure  # noqa: E402
+from llm_rollout.monitoring.queries import TrackSource, gate_queries  # noqa: E402
+from llm_rollout.rollout import machine  # noqa: E402
 from sandbox.prometheus import SCRAPE_INTERVAL_SECONDS, start_prometheus  # noqa: E402
 
 CANARY = TrackSource("canary", "rel-canary")
 STABLE = TrackSource("stable", "rel-stable")
+from llm_rollout.spec import ReleaseSpec, load_spec  # noqa: E402
 from sandbox.vllm_metrics import MetricsEmulator  # noqa: E402
-from spec import ReleaseSpec, load_spec  # noqa: E402
 
 BAD = [
     ("slow_first_token", 1.0),

@@ -29,14 +29,14 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from k8s import manifests  # noqa: E402
-from k8s.cluster import ClusterClient, RolloutStatus  # noqa: E402
-from k8s.labels import legacy_deployment_names  # noqa: E402
-from k8s.lifecycle import Lifecycle  # noqa: E402
-from k8s.release import Release  # noqa: E402
+from llm_rollout.k8s import manifests  # noqa: E402
+from llm_rollout.k8s.cluster import ClusterClient, RolloutStatus  # noqa: E402
+from llm_rollout.k8s.labels import legacy_deployment_names  # noqa: E402
+from llm_rollout.k8s.lifecycle import Lifecycle  # noqa: E402
+from llm_rollout.k8s.release import Release  # noqa: E402
+from llm_rollout.spec import ReleaseSpec, load_spec  # noqa: E402
 from sandbox.cluster.cluster import SandboxCluster  # noqa: E402
 from sandbox.cluster.runtimes import EMULATOR_LOAD_SECONDS  # noqa: E402
-from spec import ReleaseSpec, load_spec  # noqa: E402
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
 COMMIT = "c" * 40

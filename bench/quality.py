@@ -26,8 +26,8 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from monitoring.gate import Outcome  # noqa: E402
-from monitoring.quality import (  # noqa: E402
+from llm_rollout.monitoring.gate import Outcome  # noqa: E402
+from llm_rollout.monitoring.quality import (  # noqa: E402
     GoldenPrompt,
     QualityLimits,
     VllmEndpoint,
@@ -35,9 +35,9 @@ from monitoring.quality import (  # noqa: E402
     compare,
     judge_quality,
 )
+from llm_rollout.spec.schema import Quality  # noqa: E402
 from sandbox.tiny_model import write_revision, write_tiny_model  # noqa: E402
 from sandbox.vllm_process import VllmProcess  # noqa: E402
-from spec.schema import Quality  # noqa: E402
 
 MODEL = "tiny-llama"
 GOLDEN = [

@@ -29,18 +29,18 @@ sys.path.insert(0, str(REPO_ROOT))
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
 
-from k8s.cluster import ClusterClient  # noqa: E402
-from k8s.history import ReleaseHistory  # noqa: E402
-from k8s.labels import deployment_name  # noqa: E402
-from k8s.lifecycle import Lifecycle  # noqa: E402
-from k8s.release import Release  # noqa: E402
-from rollout import controller  # noqa: E402
-from rollout.controller import Metrics  # noqa: E402
-from rollout.machine import Phase, RunState, Started  # noqa: E402
+from llm_rollout.k8s.cluster import ClusterClient  # noqa: E402
+from llm_rollout.k8s.history import ReleaseHistory  # noqa: E402
+from llm_rollout.k8s.labels import deployment_name  # noqa: E402
+from llm_rollout.k8s.lifecycle import Lifecycle  # noqa: E402
+from llm_rollout.k8s.release import Release  # noqa: E402
+from llm_rollout.rollout import controller  # noqa: E402
+from llm_rollout.rollout.controller import Metrics  # noqa: E402
+from llm_rollout.rollout.machine import Phase, RunState, Started  # noqa: E402
+from llm_rollout.spec import ReleaseSpec, load_spec  # noqa: E402
 from sandbox.dagster_home import DagsterHome, DagsterProcess  # noqa: E402
 from sandbox.prometheus import SCRAPE_INTERVAL_SECONDS  # noqa: E402
 from sandbox.world import SandboxWorld  # noqa: E402
-from spec import ReleaseSpec, load_spec  # noqa: E402
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
 GATE = {

@@ -25,11 +25,11 @@ from huggingface_hub import hf_hub_download, snapshot_download
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from weights.fetch import WeightsSource, fetch_weights  # noqa: E402
-from weights.hashing import hash_files  # noqa: E402
-from weights.hub import HubClient  # noqa: E402
-from weights.layout import RepoLayout  # noqa: E402
-from weights.verify import verify_published  # noqa: E402
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights  # noqa: E402
+from llm_rollout.weights.hashing import hash_files  # noqa: E402
+from llm_rollout.weights.hub import HubClient  # noqa: E402
+from llm_rollout.weights.layout import RepoLayout  # noqa: E402
+from llm_rollout.weights.verify import verify_published  # noqa: E402
 
 REPO_ID = "bench/sharded"
 SMALL_REPO_ID = "bench/many-files"

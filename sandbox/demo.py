@@ -22,15 +22,15 @@ from typing import Any
 
 import dagster as dg
 
-from k8s.cluster import ClusterClient
-from k8s.history import ReleaseHistory
-from k8s.lifecycle import Lifecycle, release_of
-from rollout.store import RolloutStore
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.history import ReleaseHistory
+from llm_rollout.k8s.lifecycle import Lifecycle, release_of
+from llm_rollout.rollout.store import RolloutStore
+from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
 from sandbox.load import LoadGenerator
 from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
 from sandbox.world import SandboxWorld
-from spec import ReleaseSpec, load_spec
 
 # The demo's own spec, outside every models folder (never loaded in production).
 DEMO_SPEC = REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml"

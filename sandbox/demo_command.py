@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from k8s.labels import deployment_name
+from llm_rollout.k8s.labels import deployment_name
 from sandbox.dagster_home import REPO_ROOT
 from sandbox.demo import DEMO_SPEC, SCENARIOS, Demo, DemoFailed
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from monitoring.scrape import relabel_rules
+from llm_rollout.monitoring.scrape import relabel_rules
 from sandbox.ports import free_port
 
 SCRAPE_INTERVAL_SECONDS = 1

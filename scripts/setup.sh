@@ -43,7 +43,7 @@ ensure_python_env() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$REPO_ROOT[dev]" 2>&1 \
       | grep -v '^WARNING: Location' || true
-    "$VENV/bin/python" -c 'import dagster, spec' || { echo "installation failed" >&2; return 1; }
+    "$VENV/bin/python" -c 'import dagster, llm_rollout.spec' || { echo "installation failed" >&2; return 1; }
     echo "$wanted" > "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

@@ -19,7 +19,7 @@ say "ruff"
 ruff check .
 ruff format --check .
 say "mypy (domain packages)"
-mypy spec weights images k8s monitoring rollout router
+mypy llm_rollout/spec llm_rollout/weights llm_rollout/images llm_rollout/k8s llm_rollout/monitoring llm_rollout/rollout llm_rollout/router 
 # The quick tests mostly wait on local servers: a few workers overlap the waits.
 FAST_WORKERS="${LLM_ROLLOUT_TEST_WORKERS:-3}"
 if [ "${1:-}" = "--fast" ]; then

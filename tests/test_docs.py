@@ -66,7 +66,7 @@ def test_the_link_finder_sees_links_and_skips_code(tmp_path: Path) -> None:
 def test_every_command_is_in_the_cli_reference() -> None:
     import click
 
-    from cli.main import cli
+    from llm_rollout.cli.main import cli
 
     def paths(group: click.Group, prefix: str) -> list[str]:
         found = []

@@ -46,7 +46,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_the_product_packages_are_the_ones_the_wheel_installs() -> None:
-    assert "cli" in PRODUCT_PACKAGES
+    assert PRODUCT_PACKAGES == ("llm_rollout",)
     assert not set(PRODUCT_PACKAGES) & OUTSIDE_THE_PRODUCT
 
 
@@ -87,12 +87,12 @@ def loaded_by(statement: str) -> set[str]:
 def test_the_cli_starts_without_the_sandbox_or_dagster() -> None:
     # `llm-rollout --version` and `--help` load the command modules only: no sandbox (it is
     # not installed outside the checkout) and no Dagster (seconds of CPU for nothing)
-    loaded = loaded_by("import cli.main")
+    loaded = loaded_by("import llm_rollout.cli.main")
     assert not loaded & (OUTSIDE_THE_PRODUCT | {"dagster"})
 
 
 def test_the_code_location_loads_without_the_sandbox() -> None:
-    assert not loaded_by("import pipelines.definitions") & OUTSIDE_THE_PRODUCT
+    assert not loaded_by("import llm_rollout.pipelines.definitions") & OUTSIDE_THE_PRODUCT
 
 
 def test_the_demo_is_a_command_of_the_sandbox_not_of_llm_rollout() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from spec import load_spec, spec_files
+from llm_rollout.spec import load_spec, spec_files
 from tests.conftest import DEMO_SPEC, EXAMPLES_DIR, REPO_ROOT
 from tests.test_import_rule import PRODUCT_PACKAGES
 
-DOCKERFILE = REPO_ROOT / "images" / "user-code.Dockerfile"
+DOCKERFILE = REPO_ROOT / "deploy" / "user-code.Dockerfile"
 
 
 def test_the_repository_models_folder_holds_no_spec() -> None:

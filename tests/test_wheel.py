@@ -76,9 +76,9 @@ def test_the_wheel_holds_the_product_and_its_data_but_no_sandbox_or_tests(wheel:
     assert top_level == set(PRODUCT_PACKAGES)
     assert not top_level & OUTSIDE_THE_PRODUCT
     # the data files a non-editable install reads at run time
-    assert any(name.startswith("images/vllm/") for name in names)
-    assert any(name.startswith("monitoring/schemas/") for name in names)
-    assert "k8s/dagster/values.yaml" in names
+    assert any(name.startswith("llm_rollout/images/vllm/") for name in names)
+    assert any(name.startswith("llm_rollout/monitoring/schemas/") for name in names)
+    assert "llm_rollout/k8s/dagster/values.yaml" in names
 
 
 def test_the_installed_cli_validates_and_renders_an_example(
@@ -114,7 +114,7 @@ def test_the_installed_code_location_loads(installed: Path, tmp_path: Path) -> N
     )
     result = run(
         [str(installed / "bin" / "dagster"), "definitions", "validate",
-         "-m", "pipelines.definitions"],
+         "-m", "llm_rollout.pipelines.definitions"],
         cwd=tmp_path, env=env, timeout=COMMAND_TIMEOUT_SECONDS,
     )  # fmt: skip
     assert "Validation successful" in result.stdout + result.stderr

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from spec.quantity import parse_quantity
+from llm_rollout.spec.quantity import parse_quantity
 
 Obj = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"

@@ -32,6 +32,7 @@ QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 # The LeaderWorkerSet CRD's schema, vendored with the product (k8s/schemas/README.md).
 LWS_SCHEMA = (
     Path(__file__).parents[2]
+    / "llm_rollout"
     / "k8s"
     / "schemas"
     / "leaderworkerset.x-k8s.io_v1_leaderworkerset.json"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from llm_rollout.spec.quantity import parse_quantity
 from sandbox.cluster.objects import Obj, iso, now, pod_requests
 from sandbox.cluster.store import ApiError, ObjectStore
-from spec.quantity import parse_quantity
 
 RESOURCE_NAMES = ("cpu", "memory", "nvidia.com/gpu")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from assets.versions import image_version, release_version, weights_version
-from pipelines.definitions import build_definitions
-from spec import ReleaseSpec
+from llm_rollout.assets.versions import image_version, release_version, weights_version
+from llm_rollout.pipelines.definitions import build_definitions
+from llm_rollout.spec import ReleaseSpec
 from tests.conftest import DEMO_SPEC, EXAMPLES_DIR, MINIMAL_SPEC, merged
 
 OWNERS = ["ml-platform@example.com", "team:inference"]

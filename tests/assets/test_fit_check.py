@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.fit import FIT_CHECK, build_fit_check
-from assets.weights import build_weights_asset
-from pipelines.resources import WeightsStore
-from spec import ReleaseSpec, load_spec
+from llm_rollout.assets.fit import FIT_CHECK, build_fit_check
+from llm_rollout.assets.weights import build_weights_asset
+from llm_rollout.pipelines.resources import WeightsStore
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.sandbox_servers import TinyModelHub
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.image import build_image_asset
-from images.context import render_context
-from pipelines.resources import ImageBuilder
-from spec import load_spec
+from llm_rollout.assets.image import build_image_asset
+from llm_rollout.images.context import render_context
+from llm_rollout.pipelines.resources import ImageBuilder
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC, SPEC_FILES
 from tests.fixtures.registry import LocalRegistry
 
@@ -79,7 +79,7 @@ def test_a_registry_login_problem_fails_the_asset_without_retries(
 def test_the_code_location_has_an_image_asset_per_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.definitions import load_definitions
+    from llm_rollout.pipelines.definitions import load_definitions
 
     models = tmp_path / "models"
     models.mkdir()

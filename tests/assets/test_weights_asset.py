@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.weights import build_weights_asset, build_weights_check
-from pipelines.resources import WeightsStore
-from spec import load_spec
+from llm_rollout.assets.weights import build_weights_asset, build_weights_check
+from llm_rollout.pipelines.resources import WeightsStore
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC, SPEC_FILES
 from tests.fixtures.sandbox_servers import TinyModelHub
 
@@ -92,7 +92,7 @@ def test_a_gated_repo_fails_the_asset_at_once_with_what_to_do(
 def test_the_code_location_lists_every_models_weights_and_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.definitions import load_definitions
+    from llm_rollout.pipelines.definitions import load_definitions
 
     models = tmp_path / "models"
     models.mkdir()

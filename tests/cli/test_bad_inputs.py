@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from llm_rollout.cli.main import cli
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC
 
 SPEC = str(DEMO_SPEC)

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli.main import cli
-from k8s.fit import weight_bytes
+from llm_rollout.cli.main import cli
+from llm_rollout.k8s.fit import weight_bytes
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.manifest import Manifest
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.sandbox_servers import TinyModelHub
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.manifest import Manifest
 
 DEEPSEEK_V3_CONFIG = {
     "architectures": ["DeepseekV3ForCausalLM"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli.main import cli
+from llm_rollout.cli.main import cli
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC
 from tests.fixtures.registry import LocalRegistry
 

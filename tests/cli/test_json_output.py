@@ -7,10 +7,10 @@ import json
 
 from click.testing import CliRunner
 
-from cli.main import cli
-from k8s.cluster import ClusterClient
-from k8s.lifecycle import Lifecycle
-from spec import load_spec
+from llm_rollout.cli.main import cli
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import Kube
 from tests.k8s.conftest import release

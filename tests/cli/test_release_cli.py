@@ -10,15 +10,15 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from cli.main import cli
-from k8s.cluster import ClusterClient
-from k8s.lifecycle import Lifecycle
-from k8s.validation import schema_problems
-from spec import load_spec
+from llm_rollout.cli.main import cli
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.k8s.validation import schema_problems
+from llm_rollout.spec import load_spec
+from llm_rollout.weights.manifest import Manifest
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, REPO_ROOT, SPEC_FILES
 from tests.fixtures.cluster import Kube
 from tests.k8s.conftest import release
-from weights.manifest import Manifest
 
 COMMIT = "d" * 40
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli.main import cli
-from spec import load_spec
+from llm_rollout.cli.main import cli
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC, EXAMPLES_DIR
 
 COMMIT = "c" * 40

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli.main import cli
+from llm_rollout.cli.main import cli
 from tests.conftest import DEMO_SPEC, EXAMPLES_DIR, REPO_ROOT, SPEC_FILES
 
 

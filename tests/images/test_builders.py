@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
-from images.builders import DockerBuilder, NoneBuilder
-from images.context import ImageError, render_context
-from images.registry import RegistryAuthRequired, RegistryClient
-from spec import load_spec
+from llm_rollout.images.builders import DockerBuilder, NoneBuilder
+from llm_rollout.images.context import ImageError, render_context
+from llm_rollout.images.registry import RegistryAuthRequired, RegistryClient
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.registry import LocalRegistry
 

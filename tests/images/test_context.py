@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from images.context import BuildContext, ImageError, render_context
-from spec import ReleaseSpec, load_spec
+from llm_rollout.images.context import BuildContext, ImageError, render_context
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC
 
 HADOLINT = str(Path(sys.executable).parent / "hadolint")

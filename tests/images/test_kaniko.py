@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from images.builders import BuildFailed
-from images.context import BuildContext, render_context
-from images.kaniko import KanikoBuilder, build_objects
-from images.registry import Credentials, RegistryClient
-from k8s.cluster import ClusterClient
-from k8s.validation import schema_problems
-from spec import ReleaseSpec, load_spec
+from llm_rollout.images.builders import BuildFailed
+from llm_rollout.images.context import BuildContext, render_context
+from llm_rollout.images.kaniko import KanikoBuilder, build_objects
+from llm_rollout.images.registry import Credentials, RegistryClient
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.validation import schema_problems
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import Kube
 from tests.fixtures.registry import LocalRegistry

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from images.registry import Credentials, ImageReference, RegistryAuthRequired, RegistryClient
+from llm_rollout.images.registry import (
+    Credentials,
+    ImageReference,
+    RegistryAuthRequired,
+    RegistryClient,
+)
 from tests.fixtures.registry import LocalRegistry
 
 

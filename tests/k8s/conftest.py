@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from k8s.cluster import ClusterClient
-from k8s.lifecycle import Lifecycle
-from k8s.release import Release
-from spec import ReleaseSpec, load_spec
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.k8s.release import Release
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube
 

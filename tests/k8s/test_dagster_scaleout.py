@@ -9,9 +9,15 @@ from pathlib import Path
 
 import yaml
 
-from k8s.dagster.scaleout import INSTANCE, dagster_rbac, load_values, run_job, user_code_deployment
-from k8s.validation import schema_problems
-from spec import load_specs, spec_files
+from llm_rollout.k8s.dagster.scaleout import (
+    INSTANCE,
+    dagster_rbac,
+    load_values,
+    run_job,
+    user_code_deployment,
+)
+from llm_rollout.k8s.validation import schema_problems
+from llm_rollout.spec import load_specs, spec_files
 from tests.conftest import EXAMPLES_DIR, REPO_ROOT
 
 SPECS = load_specs(spec_files(EXAMPLES_DIR))
@@ -90,7 +96,7 @@ def test_the_user_code_dockerfile_passes_hadolint() -> None:
             HADOLINT,
             "--failure-threshold",
             "info",
-            str(REPO_ROOT / "images" / "user-code.Dockerfile"),
+            str(REPO_ROOT / "deploy" / "user-code.Dockerfile"),
         ],
         capture_output=True,
         text=True,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from k8s.fit import GIB, CannotEstimate, FitReport, check_fit, kv_shape, weight_bytes
-from spec import ReleaseSpec
+from llm_rollout.k8s.fit import GIB, CannotEstimate, FitReport, check_fit, kv_shape, weight_bytes
+from llm_rollout.spec import ReleaseSpec
 from tests.conftest import MINIMAL_SPEC, merged
 
 LLAMA_3_8B = {  # meta-llama/Meta-Llama-3-8B config.json

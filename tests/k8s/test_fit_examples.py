@@ -8,9 +8,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli.main import cli
-from k8s.fit import check_fit
-from spec import load_spec
+from llm_rollout.cli.main import cli
+from llm_rollout.k8s.fit import check_fit
+from llm_rollout.spec import load_spec
 from tests.conftest import EXAMPLES_DIR
 
 DEEPSEEK_V3 = EXAMPLES_DIR / "deepseek-v3.yaml"

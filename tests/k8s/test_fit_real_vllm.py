@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s.fit import GIB, kv_shape
+from llm_rollout.k8s.fit import GIB, kv_shape
 from sandbox.vllm_process import VllmProcess
 
 pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own lane

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from k8s import manifests
-from k8s.cluster import ClusterClient
-from k8s.leaderworkerset import (
+from llm_rollout.k8s import manifests
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.leaderworkerset import (
     MULTI_NODE_SCRIPT,
     NotMultiNode,
     group_size,
     leaderworkerset,
     lws_schema_problems,
 )
-from k8s.release import Release
+from llm_rollout.k8s.release import Release
+from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
-from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, start_kube, wait_for
 

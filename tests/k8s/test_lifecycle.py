@@ -11,15 +11,20 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from k8s import manifests
-from k8s.cluster import ClusterClient, ClusterUnavailable, FieldOwnershipConflict, RolloutStatus
-from k8s.history import ReleaseHistory, UnknownRelease, new_record
-from k8s.labels import legacy_deployment_names
-from k8s.lifecycle import Lifecycle, release_of
-from k8s.preflight import InsufficientGpus
-from k8s.release import Release
+from llm_rollout.k8s import manifests
+from llm_rollout.k8s.cluster import (
+    ClusterClient,
+    ClusterUnavailable,
+    FieldOwnershipConflict,
+    RolloutStatus,
+)
+from llm_rollout.k8s.history import ReleaseHistory, UnknownRelease, new_record
+from llm_rollout.k8s.labels import legacy_deployment_names
+from llm_rollout.k8s.lifecycle import Lifecycle, release_of
+from llm_rollout.k8s.preflight import InsufficientGpus
+from llm_rollout.k8s.release import Release
+from llm_rollout.spec import ReleaseSpec
 from sandbox.cluster.faults import ApiFault
-from spec import ReleaseSpec
 from tests.fixtures.cluster import Kube, deployment, wait_for
 from tests.k8s.conftest import COMMIT, release
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from k8s.cluster import ClusterClient
-from k8s.lock import DeployLock, LockHeld, lock_name
-from spec import ReleaseSpec
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.lock import DeployLock, LockHeld, lock_name
+from llm_rollout.spec import ReleaseSpec
 
 
 def never_gone(_: str) -> bool:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from k8s import manifests
-from k8s.release import Release, default_image
-from k8s.validation import SUPPORTED_VERSIONS, schema_problems
-from k8s.vllm_args import vllm_args
-from spec import ReleaseSpec, load_spec
+from llm_rollout.k8s import manifests
+from llm_rollout.k8s.release import Release, default_image
+from llm_rollout.k8s.validation import SUPPORTED_VERSIONS, schema_problems
+from llm_rollout.k8s.vllm_args import vllm_args
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import SPEC_FILES
 
 SPECS = {name: load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tiny")}

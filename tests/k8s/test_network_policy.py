@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from k8s import manifests
-from k8s.cluster import ClusterClient
-from spec import ReleaseSpec
+from llm_rollout.k8s import manifests
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.spec import ReleaseSpec
 from tests.fixtures.cluster import Kube
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from k8s import manifests
-from k8s.cluster import ClusterClient
-from k8s.plan import FieldChange, field_changes, plan_objects
-from k8s.release import Release
-from spec import ReleaseSpec
+from llm_rollout.k8s import manifests
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.plan import FieldChange, field_changes, plan_objects
+from llm_rollout.k8s.release import Release
+from llm_rollout.spec import ReleaseSpec
 from tests.fixtures.cluster import EMULATOR_IMAGE
 
 COMMIT, NEXT_COMMIT = "c" * 40, "d" * 40

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from k8s import manifests, pod_security
-from k8s.pod_security import violations
-from k8s.release import Release, default_image
-from spec import load_spec
+from llm_rollout.k8s import manifests, pod_security
+from llm_rollout.k8s.pod_security import violations
+from llm_rollout.k8s.release import Release, default_image
+from llm_rollout.spec import load_spec
 from tests.conftest import SPEC_FILES
 
 SPECS = {name: load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tiny")}

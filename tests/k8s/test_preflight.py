@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from k8s.cluster import ClusterClient
-from k8s.preflight import InsufficientGpus, gpu_capacity, require_gpus
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.preflight import InsufficientGpus, gpu_capacity, require_gpus
+from llm_rollout.spec import ReleaseSpec
 from sandbox.cluster.cluster import GPU_PRODUCT, NodeSpec
-from spec import ReleaseSpec
 from tests.conftest import MINIMAL_SPEC, merged
 from tests.fixtures.cluster import Kube, start_kube
 

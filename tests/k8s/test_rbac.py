@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from k8s.cluster import ClusterClient, ClusterError
-from k8s.dagster.scaleout import dagster_rbac
-from k8s.lifecycle import Lifecycle
-from k8s.release import Release
-from rollout import controller
-from rollout.machine import Installed
-from spec import ReleaseSpec
-from spec.routing import Routing
+from llm_rollout.k8s.cluster import ClusterClient, ClusterError
+from llm_rollout.k8s.dagster.scaleout import dagster_rbac
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.k8s.release import Release
+from llm_rollout.rollout import controller
+from llm_rollout.rollout.machine import Installed
+from llm_rollout.spec import ReleaseSpec
+from llm_rollout.spec.routing import Routing
 from tests.fixtures.cluster import Kube
 from tests.k8s.conftest import COMMIT, release
 

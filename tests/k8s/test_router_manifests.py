@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from k8s import labels as names
-from k8s import manifests, router_manifests
-from k8s.pod_security import violations
-from k8s.release import Release
-from k8s.validation import validate_objects
-from rollout.machine import Phase, RolloutRecord
-from rollout.traffic import Traffic, traffic_for
-from router.config import parse_config
-from spec import ReleaseSpec, SpecFileError, load_spec
-from spec.rules import SpecRuleViolations
+from llm_rollout.k8s import labels as names
+from llm_rollout.k8s import manifests, router_manifests
+from llm_rollout.k8s.pod_security import violations
+from llm_rollout.k8s.release import Release
+from llm_rollout.k8s.validation import validate_objects
+from llm_rollout.rollout.machine import Phase, RolloutRecord
+from llm_rollout.rollout.traffic import Traffic, traffic_for
+from llm_rollout.router.config import parse_config
+from llm_rollout.spec import ReleaseSpec, SpecFileError, load_spec
+from llm_rollout.spec.rules import SpecRuleViolations
 from tests.conftest import DEMO_SPEC
 
 IMAGE = "registry.example.com/llm/llm-rollout-user-code:0.1.0"

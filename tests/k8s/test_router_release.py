@@ -13,16 +13,24 @@ import openai
 import pytest
 import yaml
 
-from k8s import labels as names
-from k8s import router_manifests
-from k8s.cluster import ClusterClient
-from k8s.lifecycle import Lifecycle
-from k8s.release import Release
-from rollout import controller
-from rollout.controller import Metrics
-from rollout.machine import Installed, Override, Phase, Promoted, RolledBack, RunState, Started
-from rollout.store import RolloutStore
-from spec import ReleaseSpec, load_spec
+from llm_rollout.k8s import labels as names
+from llm_rollout.k8s import router_manifests
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.k8s.release import Release
+from llm_rollout.rollout import controller
+from llm_rollout.rollout.controller import Metrics
+from llm_rollout.rollout.machine import (
+    Installed,
+    Override,
+    Phase,
+    Promoted,
+    RolledBack,
+    RunState,
+    Started,
+)
+from llm_rollout.rollout.store import RolloutStore
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import EMULATOR_IMAGE, wait_for
 

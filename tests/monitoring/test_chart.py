@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from monitoring.chart import sparkline, window_chart
+from llm_rollout.monitoring.chart import sparkline, window_chart
 
 
 def test_a_sparkline_spans_its_scale_and_marks_gaps() -> None:

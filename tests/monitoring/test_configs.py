@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from k8s import manifests
-from monitoring.artifacts import monitoring_files, operator_schema_problems
-from monitoring.dashboard import panel_queries
-from monitoring.logs import VLLM_LINE
-from monitoring.rules import rule_groups
-from spec import load_spec
+from llm_rollout.k8s import manifests
+from llm_rollout.monitoring.artifacts import monitoring_files, operator_schema_problems
+from llm_rollout.monitoring.dashboard import panel_queries
+from llm_rollout.monitoring.logs import VLLM_LINE
+from llm_rollout.monitoring.rules import rule_groups
+from llm_rollout.spec import load_spec
 from tests.conftest import SPEC_FILES
 
 SPECS = [load_spec(SPEC_FILES[name]) for name in ("deepseek-v4", "demo-tiny")]

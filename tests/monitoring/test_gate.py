@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitoring.gate import Outcome, judge
-from spec import load_spec
+from llm_rollout.monitoring.gate import Outcome, judge
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC
 
 SPEC = load_spec(DEMO_SPEC)  # TTFT p99 ≤ 2 s, min 10 requests

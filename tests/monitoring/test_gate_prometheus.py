@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitoring.gate import Outcome, Verdict, judge
-from monitoring.prometheus import PrometheusFailed, measure
-from monitoring.queries import gate_queries
+from llm_rollout.monitoring.gate import Outcome, Verdict, judge
+from llm_rollout.monitoring.prometheus import PrometheusFailed, measure
+from llm_rollout.monitoring.queries import gate_queries
+from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.prometheus import PrometheusMissing, start_prometheus
 from sandbox.vllm_metrics import MetricsEmulator
-from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.prometheus import CANARY, SCRAPE_INTERVAL_SECONDS, STABLE, LocalPrometheus
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.gate import Outcome
-from monitoring.quality import (
+from llm_rollout.monitoring.gate import Outcome
+from llm_rollout.monitoring.quality import (
     Answer,
     Expectation,
     GoldenPrompt,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.queries import TrackSource, gate_queries
-from spec import load_spec
+from llm_rollout.monitoring.queries import TrackSource, gate_queries
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC
 
 _demo = load_spec(DEMO_SPEC)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.catalogue import metric_names
-from monitoring.gate import Outcome, judge
-from monitoring.prometheus import measure
-from monitoring.queries import gate_queries
+from llm_rollout.monitoring.catalogue import metric_names
+from llm_rollout.monitoring.gate import Outcome, judge
+from llm_rollout.monitoring.prometheus import measure
+from llm_rollout.monitoring.queries import gate_queries
+from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.vllm_process import VllmProcess
-from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.prometheus import CANARY, SCRAPE_INTERVAL_SECONDS, STABLE, LocalPrometheus
 from tests.fixtures.sandbox_servers import VllmPair

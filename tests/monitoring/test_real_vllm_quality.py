@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from monitoring.quality import (
+from llm_rollout.monitoring.quality import (
     GoldenPrompt,
     QualityLimits,
     VllmEndpoint,
@@ -15,7 +15,7 @@ from monitoring.quality import (
     compare,
     judge_quality,
 )
-from spec import load_spec
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.sandbox_servers import VllmPair
 

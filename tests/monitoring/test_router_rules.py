@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.router_rules import router_panels, router_rule_group
-from spec import ReleaseSpec
+from llm_rollout.monitoring.router_rules import router_panels, router_rule_group
+from llm_rollout.spec import ReleaseSpec
 from tests.conftest import MINIMAL_SPEC, merged
 
 pytestmark = pytest.mark.skipif(

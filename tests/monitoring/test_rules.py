@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.rules import rule_groups
-from spec import load_spec
+from llm_rollout.monitoring.rules import rule_groups
+from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC, SPEC_FILES
 
 SPEC = load_spec(DEMO_SPEC)  # TTFT SLO 2s, ITL 0.5s, success ≥ 0.99

@@ -14,14 +14,14 @@ import dagster as dg
 import yaml
 from kubernetes import client
 
-from k8s.cluster import ClusterClient
-from k8s.history import History, ReleaseHistory
-from k8s.labels import deployment_name
-from rollout.machine import RolloutRecord
-from rollout.store import RolloutStore
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.history import History, ReleaseHistory
+from llm_rollout.k8s.labels import deployment_name
+from llm_rollout.rollout.machine import RolloutRecord
+from llm_rollout.rollout.store import RolloutStore
+from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
 from sandbox.world import SandboxWorld
-from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC, merged
 from tests.fixtures.cluster import wait_for
 
@@ -135,7 +135,7 @@ class Orchestra:
             "--select",
             f"group:{group}",
             "-m",
-            "pipelines.definitions",
+            "llm_rollout.pipelines.definitions",
             "--config-json",
             json.dumps({"ops": ops}),
         )

@@ -11,19 +11,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.naming import group_name
-from assets.release import build_live_asset
-from k8s.cluster import ClusterClient
-from k8s.history import ReleaseHistory
-from k8s.lifecycle import Lifecycle
-from k8s.release import Release
-from pipelines.definitions import build_definitions
-from pipelines.resources import KubernetesCluster, PrometheusServer, WeightsStore
-from rollout import controller
-from rollout.machine import Installed, Phase, Started, enter
-from rollout.store import RolloutStore
+from llm_rollout.assets.naming import group_name
+from llm_rollout.assets.release import build_live_asset
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.history import ReleaseHistory
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.k8s.release import Release
+from llm_rollout.pipelines.definitions import build_definitions
+from llm_rollout.pipelines.resources import KubernetesCluster, PrometheusServer, WeightsStore
+from llm_rollout.rollout import controller
+from llm_rollout.rollout.machine import Installed, Phase, Started, enter
+from llm_rollout.rollout.store import RolloutStore
+from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.faults import ApiFault
-from spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube
 from tests.fixtures.sandbox_servers import TinyModelHub

@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.definitions import build_definitions
-from pipelines.specs import BrokenSpecError, load_models
-from spec import SpecFileError
+from llm_rollout.pipelines.definitions import build_definitions
+from llm_rollout.pipelines.specs import BrokenSpecError, load_models
+from llm_rollout.spec import SpecFileError
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, REPO_ROOT, SPEC_FILES
 
 
@@ -75,7 +75,7 @@ def test_a_broken_spec_disables_only_its_model(
 ) -> None:
     folder = models_folder(tmp_path)
     monkeypatch.setenv("LLM_ROLLOUT_MODELS_DIR", str(folder))
-    from pipelines.definitions import load_definitions
+    from llm_rollout.pipelines.definitions import load_definitions
 
     defs = load_definitions()
     dg.Definitions.validate_loadable(defs)
@@ -110,7 +110,7 @@ def test_a_missing_or_empty_models_folder_fails_naming_the_path(
 ) -> None:
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("LLM_ROLLOUT_MODELS_DIR", str(tmp_path / folder))
-    from pipelines.definitions import load_definitions
+    from llm_rollout.pipelines.definitions import load_definitions
 
     with pytest.raises(SpecFileError, match=str(tmp_path / folder)):
         load_definitions()
@@ -129,8 +129,8 @@ def test_the_code_location_loads_with_a_broken_spec(tmp_path: Path) -> None:
 
 
 def test_every_model_has_its_graph_jobs_sensor_and_schedule() -> None:
-    from pipelines.definitions import build_definitions
-    from spec import load_specs
+    from llm_rollout.pipelines.definitions import build_definitions
+    from llm_rollout.spec import load_specs
 
     specs = load_specs(list(SPEC_FILES.values()))
     defs = build_definitions(specs)

@@ -13,7 +13,7 @@ import yaml
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import PostgresRunStorage
 
-from k8s.dagster.scaleout import INSTANCE
+from llm_rollout.k8s.dagster.scaleout import INSTANCE
 from sandbox.dagster_home import DagsterHome, DagsterProcess
 from sandbox.prometheus import PrometheusMissing
 from sandbox.world import SandboxWorld

@@ -17,8 +17,8 @@ import requests
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from pipelines.definitions import build_definitions
-from pipelines.resources import KubernetesCluster, WeightsStore
+from llm_rollout.pipelines.definitions import build_definitions
+from llm_rollout.pipelines.resources import KubernetesCluster, WeightsStore
 from sandbox.cluster.cluster import NodeSpec
 from sandbox.dagster_home import DagsterHome, DagsterProcess
 from sandbox.prometheus import PrometheusMissing

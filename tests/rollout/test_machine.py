@@ -9,8 +9,8 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from monitoring.gate import Measurement, Outcome, Verdict
-from rollout.machine import (
+from llm_rollout.monitoring.gate import Measurement, Outcome, Verdict
+from llm_rollout.rollout.machine import (
     ActionFailed,
     Facts,
     Installed,
@@ -28,8 +28,8 @@ from rollout.machine import (
     report,
     tick,
 )
-from rollout.store import DATA_KEY, parse
-from spec import ReleaseSpec, load_spec
+from llm_rollout.rollout.store import DATA_KEY, parse
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 
 T0 = 1_000_000.0

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from k8s.cluster import ClusterClient
-from k8s.history import History
-from monitoring.gate import Measurement, Outcome, Verdict
-from rollout.controller import with_quality
-from rollout.machine import Phase, RolloutRecord
-from spec import ReleaseSpec, load_spec
+from llm_rollout.k8s.cluster import ClusterClient
+from llm_rollout.k8s.history import History
+from llm_rollout.monitoring.gate import Measurement, Outcome, Verdict
+from llm_rollout.rollout.controller import with_quality
+from llm_rollout.rollout.machine import Phase, RolloutRecord
+from llm_rollout.spec import ReleaseSpec, load_spec
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import Kube
 

@@ -15,8 +15,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.config import RouterConfig
-from router.server import RouterThread
+from llm_rollout.router.config import RouterConfig
+from llm_rollout.router.server import RouterThread
 from sandbox.openai_standin import OpenAIStandin
 
 LOCAL_MODEL = "tiny-llama"

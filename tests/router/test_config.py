@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from router.config import (
+from llm_rollout.router.config import (
     Release,
     RouterConfigError,
     api_key_env_vars,
     config_for,
     load_config,
 )
-from spec import ReleaseSpec
-from spec.routing import Routing
+from llm_rollout.spec import ReleaseSpec
+from llm_rollout.spec.routing import Routing
 from tests.conftest import MINIMAL_SPEC, merged
 from tests.router.conftest import LOCAL_MODEL, RouterWorld, base_config, wait_until, write_config
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from router.config import Release
-from router.selection import ReleasePicker, ShareSampler
+from llm_rollout.router.config import Release
+from llm_rollout.router.selection import ReleasePicker, ShareSampler
 
 
 def releases(stable: float, canary: float) -> list[Release]:

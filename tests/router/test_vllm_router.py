@@ -15,7 +15,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from router.server import RouterThread
+from llm_rollout.router.server import RouterThread
 from sandbox.openai_standin import OpenAIStandin
 from sandbox.ports import free_port
 from tests.router.conftest import LOCAL_MODEL, RELOAD_SECONDS, wait_until, write_config

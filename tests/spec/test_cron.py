@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from dagster._utils.schedules import has_out_of_range_cron_interval, is_valid_cron_string
 
-from spec import SpecFileError, load_spec
-from spec.cron import cron_problem
+from llm_rollout.spec import SpecFileError, load_spec
+from llm_rollout.spec.cron import cron_problem
 
 WriteSpec = Any
 

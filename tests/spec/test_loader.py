@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spec import LocatedProblem, SpecFileError, load_all, load_spec, spec_files
-from spec.loader import MAX_SPEC_BYTES, MAX_SPEC_NODES
+from llm_rollout.spec import LocatedProblem, SpecFileError, load_all, load_spec, spec_files
+from llm_rollout.spec.loader import MAX_SPEC_BYTES, MAX_SPEC_NODES
 
 WriteSpec = Callable[..., Path]
 VALID = (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dagster._core.definitions.utils import is_valid_owner
 
-from spec import SpecFileError, load_spec
+from llm_rollout.spec import SpecFileError, load_spec
 
 OWNERS = [
     "ml-platform@example.com",

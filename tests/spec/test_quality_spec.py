@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import validate
-from spec import load_spec
-from spec.loader import SpecFileError
+from llm_rollout.cli.main import validate
+from llm_rollout.spec import load_spec
+from llm_rollout.spec.loader import SpecFileError
 
 
 def test_the_golden_prompts_are_read_beside_the_spec(write_spec: Callable[..., Path]) -> None:

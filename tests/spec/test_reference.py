@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from spec.reference import (
+from llm_rollout.spec.reference import (
     BEGIN_MARKER,
     END_MARKER,
     REGENERATE_COMMAND,
@@ -28,8 +28,8 @@ from spec.reference import (
     rewrite,
     sections,
 )
-from spec.routing import Route, Routing
-from spec.schema import Gate, ReleaseSpec, Resources, Rollout, Serving, Source, Storage
+from llm_rollout.spec.routing import Route, Routing
+from llm_rollout.spec.schema import Gate, ReleaseSpec, Resources, Rollout, Serving, Source, Storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_PAGE = REPO_ROOT / "docs" / "spec.md"
@@ -119,7 +119,7 @@ def test_every_field_has_a_description_in_the_schema() -> None:
 
 
 def test_the_json_schema_gives_editors_the_same_descriptions() -> None:
-    from cli.main import cli
+    from llm_rollout.cli.main import cli
 
     result = CliRunner().invoke(cli, ["schema"])
 

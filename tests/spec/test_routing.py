@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from spec import SpecFileError, load_spec
-from spec.routing import Routing
+from llm_rollout.spec import SpecFileError, load_spec
+from llm_rollout.spec.routing import Routing
 
 CLOUD = {"openai": {"base_url": "https://api.example.com/v1/", "model": "gpt-4o-mini"}}
 

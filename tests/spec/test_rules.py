@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spec import LocatedProblem, SpecFileError, load_spec
+from llm_rollout.spec import LocatedProblem, SpecFileError, load_spec
 
 WriteSpec = Callable[..., Path]
 
@@ -235,9 +235,9 @@ def test_extra_args_may_not_contradict_managed_flags(
 
 def test_every_flag_llm_rollout_renders_is_managed() -> None:
     """The list the spec checks against covers what k8s/vllm_args.py actually passes."""
-    from k8s.vllm_args import vllm_args
-    from spec import ReleaseSpec
-    from spec.rules import MANAGED_VLLM_FLAGS
+    from llm_rollout.k8s.vllm_args import vllm_args
+    from llm_rollout.spec import ReleaseSpec
+    from llm_rollout.spec.rules import MANAGED_VLLM_FLAGS
     from tests.conftest import MINIMAL_SPEC, merged
 
     for version in ("0.8.5", "0.11.0", "0.32.0"):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spec import ReleaseSpec, load_spec, load_specs, spec_files
-from spec.quantity import parse_duration_seconds, parse_quantity
+from llm_rollout.spec import ReleaseSpec, load_spec, load_specs, spec_files
+from llm_rollout.spec.quantity import parse_duration_seconds, parse_quantity
 from tests.conftest import DEEPSEEK_SPEC, DEMO_SPEC, EXAMPLES_DIR, MINIMAL_SPEC
 
 
@@ -72,7 +72,7 @@ def test_durations() -> None:
 
 
 def test_a_spec_path_that_is_a_folder_is_reported(tmp_path: Path) -> None:
-    from spec import SpecFileError
+    from llm_rollout.spec import SpecFileError
 
     with pytest.raises(SpecFileError, match="cannot read"):
         load_spec(tmp_path)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from llm_rollout.weights.fetch import WeightsSource
+from llm_rollout.weights.hub import HubClient, RetryPolicy
+from llm_rollout.weights.layout import RepoLayout
 from tests.fixtures.sandbox_servers import TinyModelHub
-from weights.fetch import WeightsSource
-from weights.hub import HubClient, RetryPolicy
-from weights.layout import RepoLayout
 
 
 @pytest.fixture

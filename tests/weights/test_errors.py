@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.weights import weights
+from llm_rollout.cli.weights import weights
+from llm_rollout.weights.errors import CorruptManifest, NotPublished, StorageError, UntrustedFolder
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import MANIFEST_NAME, RepoLayout
+from llm_rollout.weights.retention import prune
 from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
-from weights.errors import CorruptManifest, NotPublished, StorageError, UntrustedFolder
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import MANIFEST_NAME, RepoLayout
-from weights.retention import prune
 
 CLI = str(Path(sys.executable).parent / "llm-rollout")
 SPEC = str(DEMO_SPEC)

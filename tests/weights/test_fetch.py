@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.hub import Fault
-from sandbox.hub.gitobjects import blob_oid
-from tests.fixtures.sandbox_servers import TinyModelHub
-from weights.errors import (
+from llm_rollout.weights.errors import (
     ChecksumMismatch,
     HubAccessDenied,
     HubUnreachable,
@@ -24,10 +21,13 @@ from weights.errors import (
     SizeMismatch,
     WeightsError,
 )
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import CHECKSUMS_NAME, MANIFEST_NAME, RepoLayout
-from weights.manifest import Manifest
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import CHECKSUMS_NAME, MANIFEST_NAME, RepoLayout
+from llm_rollout.weights.manifest import Manifest
+from sandbox.hub import Fault
+from sandbox.hub.gitobjects import blob_oid
+from tests.fixtures.sandbox_servers import TinyModelHub
 
 WEIGHTS = "model.safetensors"
 

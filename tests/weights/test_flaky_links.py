@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from llm_rollout.weights.errors import HubAccessDenied, HubUnreachable
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import RepoLayout
 from sandbox.hub import Fault
 from tests.fixtures.sandbox_servers import TinyModelHub
 from tests.weights.conftest import FAST_RETRY
-from weights.errors import HubAccessDenied, HubUnreachable
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import RepoLayout
 
 WEIGHTS = "model.safetensors"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from llm_rollout.weights.hashing import hash_files
 from sandbox.hub.gitobjects import blob_oid
-from weights.hashing import hash_files
 
 
 def test_parallel_hashes_match_hashlib_and_git(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from llm_rollout.weights.errors import WeightsLocked
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import RepoLayout
 from sandbox.hub import Fault
 from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
-from weights.errors import WeightsLocked
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import RepoLayout
 
 CLI = str(Path(sys.executable).parent / "llm-rollout")
 
@@ -55,7 +55,7 @@ def test_a_fetch_killed_mid_download_publishes_nothing_and_a_rerun_completes(
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from weights.lock import RepoLock
+from llm_rollout.weights.lock import RepoLock
 with RepoLock(Path(sys.argv[1]), timeout=5):
     print("locked", flush=True)
     time.sleep(600)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from weights.errors import CorruptManifest, UntrustedFolder
-from weights.layout import RepoLayout
-from weights.manifest import Manifest, ManifestFile
-from weights.model_files import published_model_files
+from llm_rollout.weights.errors import CorruptManifest, UntrustedFolder
+from llm_rollout.weights.layout import RepoLayout
+from llm_rollout.weights.manifest import Manifest, ManifestFile
+from llm_rollout.weights.model_files import published_model_files
 
 REPO = "org/model"
 COMMIT = "a" * 40

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from llm_rollout.weights.errors import HubUnreachable, WeightsLocked
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import RepoLayout
 from sandbox.hub import Fault
 from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
 from tests.weights.test_interruptions import HOLD_LOCK, wait_until
-from weights.errors import HubUnreachable, WeightsLocked
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import RepoLayout
 
 CLI = str(Path(sys.executable).parent / "llm-rollout")
 WEIGHTS = "model.safetensors"

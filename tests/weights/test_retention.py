@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import RepoLayout
+from llm_rollout.weights.retention import prune
 from tests.fixtures.sandbox_servers import TinyModelHub
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import RepoLayout
-from weights.retention import prune
 
 
 def publish_revisions(hub: TinyModelHub, client: HubClient, root: Path, tmp: Path) -> list[str]:

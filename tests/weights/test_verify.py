@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from weights.errors import NotPublished, WeightsError
-from weights.fetch import WeightsSource, fetch_weights
-from weights.hub import HubClient
-from weights.layout import CHECKSUMS_NAME, MANIFEST_NAME, RepoLayout
-from weights.verify import verify_published
+from llm_rollout.weights.errors import NotPublished, WeightsError
+from llm_rollout.weights.fetch import WeightsSource, fetch_weights
+from llm_rollout.weights.hub import HubClient
+from llm_rollout.weights.layout import CHECKSUMS_NAME, MANIFEST_NAME, RepoLayout
+from llm_rollout.weights.verify import verify_published
 
 WEIGHTS = "model.safetensors"
 
