@@ -21,6 +21,7 @@ class RouterMetrics:
     registry: CollectorRegistry
     requests: Counter
     fallbacks: Counter
+    release_retries: Counter
     time_to_first_token: Histogram
     duration: Histogram
     cloud_tokens: Counter
@@ -49,6 +50,14 @@ def create_metrics() -> RouterMetrics:
             "(degraded, queue_full, local_error, local_timeout, local_unreachable, "
             "no_release).",
             ["route", "reason"],
+            registry=registry,
+        ),
+        release_retries=Counter(
+            f"{PREFIX}_release_retries",
+            "Requests sent to another local release because the one chosen refused the "
+            "connection (scaled to zero before this router read the new weights), by route "
+            "and the refusing release.",
+            ["route", "release"],
             registry=registry,
         ),
         time_to_first_token=Histogram(

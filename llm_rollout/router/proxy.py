@@ -53,12 +53,21 @@ STREAM_END = b"data: [DONE]"
 class UpstreamFailure(Exception):
     """A backend failed before any answer bytes reached the client (so falling back is safe)."""
 
-    def __init__(self, kind: str, status: int, message: str, body: bytes | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        status: int,
+        message: str,
+        body: bytes | None = None,
+        never_connected: bool = False,
+    ) -> None:
         super().__init__(message)
         self.kind = kind  # error (5xx), timeout, unreachable
         self.status = status  # what the client is told if nothing else answers
         self.message = message
         self.body = body
+        # no connection was made, so the request never reached the backend
+        self.never_connected = never_connected
 
 
 @dataclass
@@ -227,14 +236,7 @@ class Router:
             return self._failed(call, "none", nobody)
         self._maybe_shadow(call, config, release)
         try:
-            opened = await self._open(
-                call,
-                f"{release.url}{call.request.path}",
-                config.model,
-                self._local_headers(call),
-                route.first_token_timeout_seconds if call.stream else route.request_timeout_seconds,
-                route.request_timeout_seconds,
-            )
+            opened, release = await self._open_local(call, config, release)
         except UpstreamFailure as local:
             if route.fallback is None or reason is not None:
                 return self._failed(call, release.id, local)
@@ -247,6 +249,37 @@ class Router:
                 return self._failed(call, release.id, local)
             return await self._relay(call, opened, route.fallback, cloud=True, reason=reason)
         return await self._relay(call, opened, release.id)
+
+    async def _open_local(
+        self, call: Call, config: RouterConfig, release: Release
+    ) -> tuple[Opened, Release]:
+        """Open the request on `release`; when it cannot even be connected to (its Service
+        has no pod left: a release just scaled to zero while this router still reads the
+        previous weights), on the other releases with weight, heaviest first — the request
+        never reached the first one, so sending it elsewhere repeats nothing."""
+        route = call.route
+        tried: list[Release] = []
+        while True:
+            try:
+                opened = await self._open(
+                    call,
+                    f"{release.url}{call.request.path}",
+                    config.model,
+                    self._local_headers(call),
+                    route.first_token_timeout_seconds
+                    if call.stream
+                    else route.request_timeout_seconds,
+                    route.request_timeout_seconds,
+                )
+                return opened, release
+            except UpstreamFailure as failure:
+                tried.append(release)
+                others = [r for r in self.picker.releases if r not in tried]
+                if not failure.never_connected or not others:
+                    raise
+                log.info("%s refused the connection; trying another release", release.id)
+                self.metrics.release_retries.labels(route.name, release.id).inc()
+                release = max(others, key=lambda r: r.weight)
 
     def _reason_to_skip_local(
         self, route: Route, config: RouterConfig, release: Release | None
@@ -320,6 +353,10 @@ class Router:
         except TimeoutError as error:
             raise UpstreamFailure(
                 "timeout", 504, f"{url} sent no answer within {first_timeout:g} s"
+            ) from error
+        except aiohttp.ClientConnectorError as error:
+            raise UpstreamFailure(
+                "unreachable", 502, f"{url} unreachable: {error}", never_connected=True
             ) from error
         except aiohttp.ClientError as error:
             raise UpstreamFailure("unreachable", 502, f"{url} unreachable: {error}") from error

@@ -3,6 +3,7 @@ the cluster, the client gets a 503 saying why; once tokens are out, nothing is r
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -188,3 +189,25 @@ def test_a_stream_that_dies_before_its_first_token_falls_back(world: RouterWorld
     stream = world.client().completions.create(model=LOCAL_MODEL, prompt="once", stream=True)
     assert "".join(chunk.choices[0].text for chunk in stream) == world.cloud.answer_text()
     assert world.metric("llm_rollout_router_fallbacks_total", reason="local_error") == 1
+
+
+def test_a_release_that_refuses_connections_is_skipped_before_any_fallback(
+    world: RouterWorld,
+) -> None:
+    """A release scaled to zero while this router still reads the old weights (a ConfigMap
+    volume updates within the kubelet's sync period): its Service refuses connections, the
+    request never reached it, so another release answers it — not the cloud, not an error."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there
+    world.reconfigure(
+        releases=[
+            {"id": "gone", "url": gone, "weight": 50},
+            {"id": "stable", "url": world.stable.url, "weight": 50},
+        ]
+    )
+    answers = [answered_by(ask(world)) for _ in range(10)]
+    assert {(backend, reason) for backend, reason, _ in answers} == {("stable", None)}
+    assert world.cloud.received() == []
+    assert world.metric("llm_rollout_router_release_retries_total", release="gone") == 5
+    assert world.metric("llm_rollout_router_fallbacks_total", reason="local_unreachable") == 0
