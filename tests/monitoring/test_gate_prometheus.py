@@ -47,6 +47,9 @@ def spec_for(namespace: str = "llm-demo") -> ReleaseSpec:
             "failure_limit": 2,
             "consecutive_error_limit": 2,
             "max_relative_regression": 0.2,
+            # the limits the emulator's scenarios are built around (the demo's are looser)
+            "max_ttft_p99_seconds": 2.0,
+            "max_itl_p99_seconds": 0.5,
         }
     )
     return demo.model_copy(update={"gate": gate, "namespace": namespace})
