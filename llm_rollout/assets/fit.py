@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from llm_rollout.assets.naming import asset_key
+from llm_rollout.assets.weights import NEVER_MATERIALIZED, published_commit_of
 from llm_rollout.k8s.fit import GIB, FitReport, check_fit, weight_bytes
 from llm_rollout.pipelines.resources import WeightsStore
 from llm_rollout.spec import ReleaseSpec
@@ -42,13 +43,9 @@ def build_fit_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
     def fits_gpus(
         context: dg.AssetCheckExecutionContext, weights_store: WeightsStore
     ) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(key)
-        materialization = event.asset_materialization if event else None
-        if materialization is None or "commit" not in materialization.metadata:
-            return dg.AssetCheckResult(
-                passed=False, description="the weights were never materialized"
-            )
-        commit = str(materialization.metadata["commit"].value)
+        commit = published_commit_of(context, key)
+        if commit is None:
+            return dg.AssetCheckResult(passed=False, description=NEVER_MATERIALIZED)
         try:
             files = published_model_files(weights_store.root_path, spec.source.repo, commit)
         except WeightsError as error:

@@ -142,13 +142,9 @@ def build_weights_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
     def manifest_verifies(
         context: dg.AssetCheckExecutionContext, weights_store: WeightsStore
     ) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(key)
-        materialization = event.asset_materialization if event else None
-        if materialization is None or "commit" not in materialization.metadata:
-            return dg.AssetCheckResult(
-                passed=False, description="the weights were never materialized"
-            )
-        commit = str(materialization.metadata["commit"].value)
+        commit = published_commit_of(context, key)
+        if commit is None:
+            return dg.AssetCheckResult(passed=False, description=NEVER_MATERIALIZED)
         layout = RepoLayout(weights_store.root_path, spec.source.repo)
         try:
             report = verify_published(layout, commit)
@@ -167,3 +163,16 @@ def build_weights_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
         )
 
     return manifest_verifies
+
+
+NEVER_MATERIALIZED = "the weights were never materialized"
+
+
+def published_commit_of(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> str | None:
+    """The commit the weights asset `key` last published (its materialization's metadata),
+    or None when it never was."""
+    event = context.instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event else None
+    if materialization is None or "commit" not in materialization.metadata:
+        return None
+    return str(materialization.metadata["commit"].value)
