@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_rollout.monitoring.rules import alert_rule
 from llm_rollout.spec import ReleaseSpec
 
 RATE_WINDOW = "5m"
@@ -39,17 +40,9 @@ def router_rule_group(spec: ReleaseSpec) -> dict[str, Any]:
     unavailable = mine.replace("}", ',outcome="unavailable"}')
 
     def alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
-        return {
-            "alert": name,
-            "expr": expr,
-            "for": duration,
-            "labels": {"severity": severity, "model": spec.name},
-            "annotations": {
-                "summary": summary,
-                "description": f"{spec.name} in {spec.namespace}, route {{{{ $labels.route }}}}: "
-                + summary,
-            },
-        }
+        return alert_rule(
+            spec, name, expr, duration, severity, summary, ", route {{ $labels.route }}"
+        )
 
     alerts = [
         alert(

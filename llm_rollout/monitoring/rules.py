@@ -60,16 +60,7 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
     mine = f'{{namespace="{spec.namespace}",model="{spec.name}"}}'
 
     def alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
-        return {
-            "alert": name,
-            "expr": expr,
-            "for": duration,
-            "labels": {"severity": severity, "model": spec.name},
-            "annotations": {
-                "summary": summary,
-                "description": f"{spec.name} in {spec.namespace}: {summary}",
-            },
-        }
+        return alert_rule(spec, name, expr, duration, severity, summary)
 
     alerts = [
         alert(
@@ -165,4 +156,27 @@ def rule_groups(spec: ReleaseSpec) -> dict[str, Any]:
             },
             {"name": f"llm-rollout-{spec.name}-alerts", "rules": alerts},
         ]
+    }
+
+
+def alert_rule(
+    spec: ReleaseSpec,
+    name: str,
+    expr: str,
+    duration: str,
+    severity: str,
+    summary: str,
+    where: str = "",
+) -> dict[str, Any]:
+    """One alerting rule of the model: labelled with its severity and model, described as
+    "<model> in <namespace><where>: <summary>"."""
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": duration,
+        "labels": {"severity": severity, "model": spec.name},
+        "annotations": {
+            "summary": summary,
+            "description": f"{spec.name} in {spec.namespace}{where}: {summary}",
+        },
     }
