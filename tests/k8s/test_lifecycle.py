@@ -129,6 +129,27 @@ def test_promotion_needs_no_spare_gpu(lifecycle: Lifecycle, kube: Kube) -> None:
     assert other.status.available_replicas == 5  # nobody else's pods were touched
 
 
+def test_a_shift_never_holds_more_pods_than_replicas_plus_surge(
+    lifecycle: Lifecycle, kube: Kube
+) -> None:
+    """Pods of the old release still draining hold their GPUs: the new release grows only
+    when they are gone, so the model never holds more than replicas + max_surge pods."""
+    spec = lifecycle.spec
+    installed(lifecycle)
+    second = release(spec, 2)
+    assert canary_ready(lifecycle, second).phase == "complete"
+    held: list[int] = []
+
+    def count(status: RolloutStatus) -> None:
+        pods = kube.core.list_namespaced_pod(
+            spec.namespace, label_selector="app.kubernetes.io/name=" + spec.name
+        ).items
+        held.append(sum(1 for p in pods if p.status.phase not in ("Succeeded", "Failed")))
+
+    assert lifecycle.promote(on_poll=count).phase == "complete"
+    assert max(held) <= spec.replicas + int(spec.rollout.max_surge), held
+
+
 def test_abort_stops_the_canary_and_leaves_stable_alone(lifecycle: Lifecycle, kube: Kube) -> None:
     spec = lifecycle.spec
     first = installed(lifecycle)
