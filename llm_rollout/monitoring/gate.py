@@ -37,7 +37,7 @@ ERROR_RATE_SLACK = 0.005
 # single preemption an "infinite" regression).
 PREEMPTION_FLOOR_PER_SECOND = 0.05
 QUEUE_FLOOR_SECONDS = 0.05
-# The relative comparisons, and the floor under which a difference is noise.
+# The relative comparisons, and the floor under which a canary's value is noise.
 RELATIVE = {"ttft_mean": 0.0, "itl_mean": 0.0, "queue_mean": QUEUE_FLOOR_SECONDS}
 
 
@@ -136,6 +136,12 @@ def judge(
         )
     )
 
+    # a latency difference smaller than these is noise, however large the ratio
+    noise = {
+        "ttft_mean": gate.min_ttft_regression_seconds,
+        "itl_mean": gate.min_itl_regression_seconds,
+    }
+
     def check(name: str, limit: float | None, higher_is_worse: bool, label: str) -> None:
         canary, canary_problem = single(name, "canary")
         stable, _ = single(name, "stable")
@@ -143,7 +149,10 @@ def judge(
         relative = floor is not None and compare
         bounds = [f"{'≤' if higher_is_worse else '≥'} {label}"] if limit is not None else []
         if relative:
-            bounds.append(f"≤ stable × {1 + gate.max_relative_regression:g}")
+            bounds.append(
+                f"≤ stable × {1 + gate.max_relative_regression:g}"
+                + (f" or + {_fmt(noise[name])}s" if noise.get(name) else "")
+            )
         elif floor is not None:
             bounds.append("no baseline to compare with")
         threshold = ", ".join(bounds) or "-"
@@ -172,12 +181,15 @@ def judge(
                 Outcome.INCONCLUSIVE,
                 f"stable reports no {name}: nothing to compare the canary with",
             )
-        elif relative and _regressed(canary, stable, gate.max_relative_regression, floor or 0.0):
+        elif relative and _regressed(
+            canary, stable, gate.max_relative_regression, floor or 0.0, noise.get(name, 0.0)
+        ):
             outcome, reason = (
                 Outcome.FAIL,
                 (
                     f"{_fmt(canary)} is worse than stable's "
-                    f"{_fmt(stable)} (allowed {gate.max_relative_regression:.0%})"
+                    f"{_fmt(stable)} (allowed {gate.max_relative_regression:.0%}"
+                    f"{_noise_label(noise.get(name, 0.0))})"
                 ),
             )
         else:
@@ -280,11 +292,18 @@ def _check_preemptions(
     measurements.append(Measurement("preemption_rate", canary, stable, threshold, outcome, reason))
 
 
-def _regressed(canary: float, stable: float | None, budget: float, floor: float) -> bool:
-    """Worse than stable by more than the budget, and above a floor that ignores noise."""
+def _regressed(
+    canary: float, stable: float | None, budget: float, floor: float, min_difference: float = 0.0
+) -> bool:
+    """Worse than stable by more than the budget and by more than `min_difference`, and above
+    a floor: under either, a difference is noise."""
     if stable is None or math.isnan(stable):
         return False
-    return canary > max(stable * (1 + budget), floor)
+    return canary > max(stable * (1 + budget), floor) and canary - stable > min_difference
+
+
+def _noise_label(min_difference: float) -> str:
+    return f" and {_fmt(min_difference)}s" if min_difference else ""
 
 
 def worst(outcomes: Iterable[Outcome]) -> Outcome:

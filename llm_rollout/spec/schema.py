@@ -459,6 +459,24 @@ class Gate(SpecModel):
         le=10,
         description="Canary may be at most this fraction worse than stable in the same window.",
     )
+    min_ttft_regression_seconds: float = Field(
+        0.02,
+        ge=0,
+        le=60,
+        description=(
+            "A canary's mean time-to-first-token fails the relative rule only when it is also "
+            "this much above stable's: smaller differences are noise (pods on busy nodes)."
+        ),
+    )
+    min_itl_regression_seconds: float = Field(
+        0.002,
+        ge=0,
+        le=10,
+        description=(
+            "The same for the mean inter-token latency: a difference below this never fails "
+            "the relative rule."
+        ),
+    )
     max_gating_seconds: int = Field(
         3600,
         ge=60,

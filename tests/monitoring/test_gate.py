@@ -50,6 +50,12 @@ def values(canary: dict[str, float], stable: dict[str, float] | None = None) -> 
         # stable exports no such metric (say, another vLLM's name): never a silent Pass
         ({}, {"itl_mean": float("nan")}, "itl_mean", Outcome.INCONCLUSIVE, "stable reports no"),
         ({"itl_mean": 0.08}, {}, "itl_mean", Outcome.FAIL, "worse than stable"),
+        # 2.7× stable but 5 ms: what a good canary measured in CI beside busy tests (the
+        # demo's min_itl_regression_seconds is 20 ms)
+        ({"itl_mean": 0.0081}, {"itl_mean": 0.003}, "itl_mean", Outcome.PASS, "within"),
+        ({"itl_mean": 0.024}, {"itl_mean": 0.003}, "itl_mean", Outcome.FAIL, "and 0.02s"),
+        ({"ttft_mean": 0.3}, {"ttft_mean": 0.1}, "ttft_mean", Outcome.PASS, "within"),
+        ({"ttft_mean": 0.4}, {"ttft_mean": 0.1}, "ttft_mean", Outcome.FAIL, "and 0.25s"),
         ({"requests": 3.0}, {}, "requests", Outcome.INCONCLUSIVE, "fewer than 10"),
         ({"success_rate": 0.9}, {}, "success_rate", Outcome.FAIL, "breaks the SLO"),
     ],
@@ -61,6 +67,36 @@ def test_a_measurement(
     found = next(m for m in verdict.measurements if m.name == metric)
     assert found.outcome is outcome, verdict.table()
     assert reason in found.reason
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "outcome"),
+    [
+        # the defaults, GPU-sized: 20% and 2 ms on the ITL, 20% and 20 ms on the TTFT
+        ({"itl_mean": 0.0125}, {"itl_mean": 0.010}, Outcome.FAIL),  # +25%, 2.5 ms
+        ({"itl_mean": 0.0035}, {"itl_mean": 0.002}, Outcome.PASS),  # +75% but 1.5 ms
+        ({"itl_mean": 0.0115}, {"itl_mean": 0.010}, Outcome.PASS),  # +15%
+        ({"ttft_mean": 0.07}, {"ttft_mean": 0.04}, Outcome.FAIL),  # +75%, 30 ms
+        ({"ttft_mean": 0.055}, {"ttft_mean": 0.04}, Outcome.PASS),  # +37% but 15 ms
+    ],
+)
+def test_a_latency_difference_must_beat_both_the_ratio_and_the_noise(
+    canary: dict[str, float], stable: dict[str, float], outcome: Outcome
+) -> None:
+    defaults = SPEC.gate.model_copy(
+        update={
+            "max_relative_regression": 0.2,
+            "min_ttft_regression_seconds": 0.02,
+            "min_itl_regression_seconds": 0.002,
+        }
+    )
+    spec = SPEC.model_copy(update={"gate": defaults})
+    assert defaults.min_itl_regression_seconds == type(defaults)().min_itl_regression_seconds
+    assert defaults.min_ttft_regression_seconds == type(defaults)().min_ttft_regression_seconds
+    verdict = judge(spec, values(canary, stable), 1.0)
+    metric = next(iter(canary))
+    found = next(m for m in verdict.measurements if m.name == metric)
+    assert found.outcome is outcome, verdict.table()
 
 
 def test_the_request_count_is_in_the_table() -> None:

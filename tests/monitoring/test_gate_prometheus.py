@@ -47,6 +47,8 @@ def spec_for(namespace: str = "llm-demo") -> ReleaseSpec:
             "failure_limit": 2,
             "consecutive_error_limit": 2,
             "max_relative_regression": 0.2,
+            "min_ttft_regression_seconds": 0.02,  # the defaults: the demo's are CPU-noise wide
+            "min_itl_regression_seconds": 0.002,
             # the limits the emulator's scenarios are built around (the demo's are looser)
             "max_ttft_p99_seconds": 2.0,
             "max_itl_p99_seconds": 0.5,
@@ -114,7 +116,7 @@ def test_a_healthy_canary_passes_its_window(world: LocalPrometheus) -> None:
     assert "histogram_quantile(0.99" in ttft.query
     # each limit as the user reads it in the gate check's table
     limits = {m.name: m.threshold for m in second.measurements}
-    relative = f"≤ stable × {1 + spec.gate.max_relative_regression:g}"
+    relative = f"≤ stable × {1 + spec.gate.max_relative_regression:g} or + 0.02s"
     assert limits["ttft_p99"] == f"≤ {spec.gate.max_ttft_p99_seconds:g}s"  # p99s: SLOs only
     assert limits["ttft_mean"] == relative
 
