@@ -1,9 +1,10 @@
 """`python -m sandbox demo --headless`: the loop with real vLLM pods, as a newcomer runs it,
-all three scenarios in one world (each vLLM pod takes a minute or more to load on this
-machine): a good release canaried and promoted under chat traffic through the Service
-(stable never below its replicas, no request failed), then a bad one and a stuck one
-rolled back on their own. This is the real-vLLM end-to-end test of the release loop;
-tests/cli/test_demo_browser.py drives the same demo through the Dagster UI."""
+in one world (each vLLM pod takes a minute or more to load on this machine): a good release
+canaried and promoted under chat traffic through the Service (stable never below its
+replicas, no request failed), then a stuck one rolled back on its own. This is the real-vLLM
+end-to-end test of the release loop; the demo's third scenario, a bad revision rolled back by
+the gate, is tests/cli/test_demo_browser.py's, launched from the Dagster UI (the same scenario
+here as well took ~160 s of CI for no code path of its own)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own la
 DEMO_TIMEOUT_SECONDS = 2400
 
 
-def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_stuck_one(
+def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_stuck_one(
     tmp_path: Path,
 ) -> None:
     try:
@@ -37,7 +38,7 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_st
             "--headless",
             "--dir",
             str(folder),
-            *("--scenario", "good", "--scenario", "bad", "--scenario", "stuck"),
+            *("--scenario", "good", "--scenario", "stuck"),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -47,7 +48,7 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_st
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    for scenario in ("good", "bad", "stuck"):
+    for scenario in ("good", "stuck"):
         assert f"PASS {scenario}" in output, output[-6000:]
     assert "pass/fail/err" in output  # the live table
 
@@ -56,17 +57,20 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_bad_and_a_st
             status: [r.job_name for r in instance.get_runs(dg.RunsFilter(statuses=[status]))]
             for status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
         }
+        rollbacks = [
+            str(r.run_config)
+            for r in instance.get_runs(dg.RunsFilter(job_name="demo_tiny_rollback"))
+        ]
         key = dg.AssetCheckKey(dg.AssetKey(["demo_tiny", "release"]), "gate")
         evaluations = [
             r.event.dagster_event.event_specific_data  # type: ignore[union-attr]
             for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=500)
         ]
     assert not runs[dg.DagsterRunStatus.FAILURE]
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 2
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 1
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 4
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 3
     promoted = [e for e in evaluations if e.metadata["phase"].value == "Promoting"]
     assert len(promoted) == 1 and promoted[0].passed
     assert promoted[0].metadata["canary_ttft_p99"].value > 0  # real vLLM histograms
-    failed = [e for e in evaluations if e.metadata["phase"].value == "RollingBack"]
-    assert any("success_rate" in str(e.metadata["measurements"].value) for e in failed)
+    assert len(rollbacks) == 1 and "stalled" in rollbacks[0], rollbacks

@@ -150,6 +150,16 @@ class Orchestra:
         run = wait_for(lambda: _finished(self.run(run_id)), timeout, f"run {run_id} to finish")
         return run
 
+    def released(self, run_id: str) -> str:
+        """The release a rollout run applied: its release asset's `release_id` (the
+        history may have moved on since, promoted or rolled back)."""
+        events = self.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        for record in events:
+            materialization = record.asset_materialization
+            if materialization and materialization.asset_key.path[-1] == "release":
+                return str(materialization.metadata["release_id"].value)
+        raise AssertionError(f"run {run_id} materialized no release:\n{self.errors(run_id)}")
+
     def errors(self, run_id: str) -> str:
         records = self.instance.all_logs(run_id)
         lines = []
