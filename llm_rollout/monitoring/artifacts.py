@@ -20,14 +20,23 @@ from llm_rollout.monitoring.adapter import adapter_rules, keda_scaled_object
 from llm_rollout.monitoring.alertmanager import alertmanager_config
 from llm_rollout.monitoring.dashboard import dashboard
 from llm_rollout.monitoring.logs import alloy_config
+from llm_rollout.monitoring.router_rules import router_rule_group
 from llm_rollout.monitoring.rules import rule_groups
-from llm_rollout.monitoring.scrape import pod_monitor, scrape_job
+from llm_rollout.monitoring.scrape import pod_monitor, router_pod_monitor, scrape_job
 from llm_rollout.spec import ReleaseSpec
 
 DEFAULT_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
 SCHEMAS = Path(__file__).parent / "schemas"
 OPERATOR_API_VERSION = "monitoring.coreos.com/v1"
 OPERATOR_KINDS = ("PodMonitor", "PrometheusRule")
+
+
+def rule_file(spec: ReleaseSpec) -> dict[str, Any]:
+    """rules.yml: the model's rule groups, and its router's with `routing:`."""
+    groups = rule_groups(spec)
+    if spec.routing is not None:
+        groups["groups"].append(router_rule_group(spec))
+    return groups
 
 
 def prometheus_rule(spec: ReleaseSpec) -> dict[str, Any]:
@@ -40,13 +49,14 @@ def prometheus_rule(spec: ReleaseSpec) -> dict[str, Any]:
             "namespace": spec.namespace,
             "labels": common_labels(spec),
         },
-        "spec": rule_groups(spec),
+        "spec": rule_file(spec),
     }
 
 
 def operator_objects(spec: ReleaseSpec) -> list[dict[str, Any]]:
     """What a Prometheus Operator user applies instead of the scrape job and rules.yml."""
-    return [pod_monitor(spec), prometheus_rule(spec)]
+    router = router_pod_monitor(spec)
+    return [pod_monitor(spec), *([router] if router else []), prometheus_rule(spec)]
 
 
 @cache
@@ -81,7 +91,7 @@ def monitoring_files(
     release's Deployment)."""
     files = {
         "prometheus-scrape-job.yml": to_yaml({"scrape_configs": [scrape_job(spec)]}),
-        "rules.yml": to_yaml(rule_groups(spec)),
+        "rules.yml": to_yaml(rule_file(spec)),
         "alertmanager.yml": to_yaml(alertmanager_config()),
         "grafana-dashboard.json": json.dumps(dashboard(spec), indent=2),
         "prometheus-adapter-rules.yml": to_yaml(adapter_rules(spec)),
@@ -90,6 +100,9 @@ def monitoring_files(
         "podmonitor.yml": to_yaml(pod_monitor(spec)),
         "prometheusrule.yml": to_yaml(prometheus_rule(spec)),
     }
+    router = router_pod_monitor(spec)
+    if router is not None:
+        files["podmonitor-router.yml"] = to_yaml(router)
     keda = keda_scaled_object(spec, release_id, prometheus_url) if release_id else None
     if keda is not None:
         files["keda-scaledobject.yml"] = to_yaml(keda)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_rollout.monitoring.router_rules import router_panels
 from llm_rollout.spec import ReleaseSpec
 
 # (title, recording rule, unit)
@@ -93,5 +94,12 @@ def dashboard(spec: ReleaseSpec) -> dict[str, Any]:
                 }
             ]
         },
-        "panels": panels,
+        "panels": [
+            *panels,
+            *(
+                router_panels(spec, len(panels) + 1, 8 * ((len(panels) + 1) // 2))
+                if spec.routing
+                else []
+            ),
+        ],
     }

@@ -1,8 +1,8 @@
 """Prometheus rules and Grafana panels for a model's router (the `router` package's metrics).
 
-The router's pods are expected to be scraped with the same `namespace` and `model` target
-labels as the model's vLLM pods (its Service or PodMonitor relabels them the same way), so
-its series sit beside the model's on one dashboard.
+The model's scrape job (and the router's PodMonitor) relabels the router's pods to the
+model's `namespace` and `model` (monitoring.scrape), so its series sit beside the model's on
+one dashboard; `monitoring.artifacts` adds the group and panels for a model with `routing:`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from llm_rollout.k8s.labels import HTTP_PORT_NAME, common_labels, service_selector
+from llm_rollout.k8s.router_manifests import COMPONENT as ROUTER_COMPONENT
+from llm_rollout.k8s.router_manifests import router_selector
 from llm_rollout.spec import ReleaseSpec
 
 DEFAULT_SCRAPE_INTERVAL = "15s"
@@ -38,6 +40,19 @@ def relabel_rules() -> list[dict[str, Any]]:
         {"source_labels": [f"{meta}name"], "target_label": "pod"},
         {"source_labels": [f"{meta}label_llm_rollout_io_release"], "target_label": "release"},
         {"source_labels": [f"{meta}label_app_kubernetes_io_name"], "target_label": "model"},
+        # the model's router pods are named '<model>-router': their series carry the model's
+        # name too, so the router's rules and panels sit beside the model's (router metrics
+        # are all `llm_rollout_router_*`, and carry no release: no gate query takes them in)
+        {
+            "source_labels": [
+                f"{meta}label_app_kubernetes_io_component",
+                f"{meta}label_app_kubernetes_io_name",
+            ],
+            "regex": f"{ROUTER_COMPONENT};(.+)-router",
+            "replacement": "$1",
+            "target_label": "model",
+            "action": "replace",
+        },
     ]
 
 
@@ -86,3 +101,16 @@ def pod_monitor(spec: ReleaseSpec, interval: str = DEFAULT_SCRAPE_INTERVAL) -> d
             ],
         },
     }
+
+
+def router_pod_monitor(
+    spec: ReleaseSpec, interval: str = DEFAULT_SCRAPE_INTERVAL
+) -> dict[str, Any] | None:
+    """The PodMonitor of the model's router pods (None without `routing:`): the same
+    relabelling, so its series carry the model's name."""
+    if spec.routing is None:
+        return None
+    monitor = pod_monitor(spec, interval)
+    monitor["metadata"]["name"] = f"llm-rollout-{spec.name}-router"
+    monitor["spec"]["selector"] = {"matchLabels": router_selector(spec)}
+    return monitor
