@@ -5,10 +5,12 @@ subtly-bad revisions of the tiny model are caught. Real CPU vLLM servers, measur
     .venv/bin/python bench/quality.py [--rounds 10] [--load-threads 2]
 
 For each canary variant — the same release (good), one layer's weights changed, a chat
-template that drops system messages — it runs the golden set `--rounds` times against a
-stable server while both serve a background load (so requests are batched as in
-production), and prints agreement and drift (min/mean/max) and how often the spec's default
-limits fail the round: false failures for the good variant, misses for the bad ones.
+template that drops system messages, a generation_config.json whose default temperature
+changed (seen only by the prompts sent with the server's sampling defaults) — it runs the
+golden set `--rounds` times against a stable server while both serve a background load (so
+requests are batched as in production), and prints agreement and drift (min/mean/max) and
+how often the spec's default limits fail the round: false failures for the good variant,
+misses for the bad ones.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ GOLDEN = [
         ],
     ),
     GoldenPrompt("weights", [{"role": "user", "content": "Every release is verified"}]),
+    # answered with the server's own sampling defaults (and the gate's fixed seed): what a
+    # client that sends no sampling parameters gets
+    GoldenPrompt(
+        "defaults", [{"role": "user", "content": "Describe the cluster."}], sampling="server"
+    ),
+    GoldenPrompt(
+        "defaults-2", [{"role": "user", "content": "What does the router do?"}], sampling="server"
+    ),
 ]
 VARIANTS = (
     ("same release", None),
@@ -67,6 +77,7 @@ VARIANTS = (
         "template drops system messages",
         "drops-system-template",
     ),
+    ("default temperature changed", "sampling-default"),
 )
 
 

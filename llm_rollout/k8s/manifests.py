@@ -488,15 +488,26 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
     objects: list[Manifest] = (
         [] if subject else [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
     )
+    namespaced = [
+        {"apiGroups": [group], "resources": kinds, "verbs": verbs}
+        for group, kinds, verbs in NAMESPACED_RULES
+    ]
+    if spec.quality is not None:
+        # the quality gate talks to the pods directly, with the key vLLM requires of clients
+        namespaced.append(
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": [names.api_key_secret_name(spec)],
+                "verbs": ["get"],
+            }
+        )
     objects += [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": meta,
-            "rules": [
-                {"apiGroups": [group], "resources": kinds, "verbs": verbs}
-                for group, kinds, verbs in NAMESPACED_RULES
-            ],
+            "rules": namespaced,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -39,6 +39,9 @@ from llm_rollout.monitoring.gate import Measurement, Outcome
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_PROMPTS = 64  # a tick sends 3 requests per prompt to each track
 WORST_SHOWN = 3  # prompts shown side by side in the table
+SERVER_SAMPLING = "server"
+# vLLM's sampling parameters a golden prompt may set (SamplingParams; the OpenAI names)
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
 class QualityError(Exception):
@@ -70,11 +73,25 @@ class GoldenPrompt:
     messages: list[dict[str, Any]]
     expect: Expectation | None = None
     max_tokens: int | None = None
+    # None: greedy (temperature 0); "server": the server's own defaults (what a client that
+    # sends no sampling parameters gets: the model's generation_config.json); or parameters
+    sampling: str | dict[str, float] | None = None
+
+    def sampling_parameters(self) -> dict[str, float]:
+        """What the request carries besides the fixed seed: a changed generation default
+        shows up only in answers to prompts that leave sampling to the server."""
+        if self.sampling is None:
+            return {"temperature": 0}
+        if self.sampling == SERVER_SAMPLING:
+            return {}
+        assert isinstance(self.sampling, dict)
+        return dict(self.sampling)
 
 
 def load_prompts(path: Path) -> list[GoldenPrompt]:
     """The golden prompts of a JSONL file: one object per line with `messages` (chat
-    messages), optional `id`, `expect` ({"exact"|"regex"|"any_of": …}) and `max_tokens`."""
+    messages), optional `id`, `expect` ({"exact"|"regex"|"any_of": …}), `max_tokens` and
+    `sampling` ("server", or {"temperature": …, "top_p": …}; default greedy)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -96,6 +113,7 @@ def load_prompts(path: Path) -> list[GoldenPrompt]:
                 row["messages"],
                 _expectation(row.get("expect"), where),
                 row.get("max_tokens"),
+                _sampling(row.get("sampling"), where),
             )
         )
     if not prompts:
@@ -103,6 +121,23 @@ def load_prompts(path: Path) -> list[GoldenPrompt]:
     if len(prompts) > MAX_PROMPTS:
         raise QualityError(f"{path}: {len(prompts)} prompts; at most {MAX_PROMPTS} per tick")
     return prompts
+
+
+def _sampling(raw: object, where: str) -> str | dict[str, float] | None:
+    if raw is None or raw == SERVER_SAMPLING:
+        return raw
+    problem = (
+        f'{where}: `sampling` is "{SERVER_SAMPLING}" (the server\'s defaults) or an object of '
+        f"{', '.join(SAMPLING_KEYS)}"
+    )
+    if not isinstance(raw, dict) or not raw:
+        raise QualityError(problem)
+    unknown = sorted(set(raw) - set(SAMPLING_KEYS))
+    if unknown:
+        raise QualityError(f"{problem}; not {', '.join(unknown)}")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw.values()):
+        raise QualityError(f"{problem}, with numbers")
+    return {str(k): float(v) for k, v in raw.items()}
 
 
 def _expectation(raw: object, where: str) -> Expectation | None:
@@ -148,20 +183,25 @@ class Sample:
 class VllmEndpoint:
     """One vLLM pod, spoken to directly (not through the Service)."""
 
-    def __init__(self, url: str, model: str, seed: int, max_tokens: int) -> None:
+    def __init__(
+        self, url: str, model: str, seed: int, max_tokens: int, api_key: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.model = model
         self.seed = seed
         self.max_tokens = max_tokens
+        # vLLM started with an API key refuses /v1/* without it (401)
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def answer(self, prompt: GoldenPrompt) -> Answer:
-        """The greedy answer with its token ids and log-probabilities."""
+        """The answer (greedy unless the prompt says otherwise; always the same seed) with
+        its token ids and log-probabilities."""
         body = self._post(
             "/v1/chat/completions",
             {
                 "model": self.model,
                 "messages": prompt.messages,
-                "temperature": 0,
+                **prompt.sampling_parameters(),
                 "seed": self.seed,
                 "max_tokens": prompt.max_tokens or self.max_tokens,
                 "logprobs": True,
@@ -205,7 +245,12 @@ class VllmEndpoint:
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = requests.post(self.url + path, json=payload, timeout=REQUEST_TIMEOUT_SECONDS)
+            response = requests.post(
+                self.url + path,
+                json=payload,
+                headers=self.headers,
+                timeout=REQUEST_TIMEOUT_SECONDS,
+            )
         except requests.RequestException as error:
             raise QualityError(f"{self.url}{path}: unreachable ({error})") from error
         if response.status_code != 200:

@@ -4,6 +4,7 @@ call the pure transition (`rollout.machine`), store the next record. The gate se
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import time
@@ -255,8 +256,10 @@ def measure_quality(
         ready_pod_url(cluster, spec, track, release)
         for track, release in (("canary", record.release_id), ("stable", history.stable))
     ]
+    key = api_key(spec, cluster)
     canary, stable = (
-        VllmEndpoint(url, spec.served_model_name, quality.seed, quality.max_tokens) for url in urls
+        VllmEndpoint(url, spec.served_model_name, quality.seed, quality.max_tokens, key)
+        for url in urls
     )
     limits = QualityLimits(
         quality.min_agreement,
@@ -265,6 +268,25 @@ def measure_quality(
         quality.allow_prompt_change,
     )
     return judge_quality(limits, compare(collect(prompts, canary, stable)))
+
+
+def api_key(spec: ReleaseSpec, cluster: ClusterClient) -> str | None:
+    """The key vLLM requires of clients (the optional Secret '<model>-api-key' its pods read,
+    k8s.manifests); None without the Secret. The gate's RBAC may read that one Secret."""
+    try:
+        secret = cluster.find("Secret", names.api_key_secret_name(spec), spec.namespace)
+    except ClusterError as error:
+        raise QualityError(f"cannot read the model's API key Secret: {error}") from error
+    encoded = ((secret or {}).get("data") or {}).get(names.API_KEY_SECRET_KEY)
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode().strip() or None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise QualityError(
+            f"Secret {names.api_key_secret_name(spec)}: '{names.API_KEY_SECRET_KEY}' is not "
+            "base64 text"
+        ) from error
 
 
 def ready_pod_url(

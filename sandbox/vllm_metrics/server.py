@@ -2,6 +2,11 @@
 and to a router: /v1/chat/completions and /v1/completions answered at once (whole or as an SSE
 stream) with a text naming the server's address, so a test sees which pod answered.
 
+Like vLLM, it refuses /v1/* without `Authorization: Bearer <key>` when started with an API key
+(VLLM_API_KEY in its pod, from the model's Secret); and like vLLM it returns token ids and
+log-probabilities when asked (`return_token_ids`, `logprobs`, `prompt_logprobs`), one token
+per UTF-8 byte of the text, so the quality gate can measure its answers.
+
 The behaviour can be changed while it runs (`set_behaviour`, or `POST /_scenario` with
 `{"scenario": "slow_decoding", "latency_scale": 1.3}` from another process).
 """
@@ -9,6 +14,7 @@ The behaviour can be changed while it runs (`set_behaviour`, or `POST /_scenario
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -38,8 +44,11 @@ class MetricsEmulator(BackgroundServer):
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        api_key: str | None = None,
     ) -> None:
         self.families = create_families(model_name, max_model_len)
+        # vLLM reads VLLM_API_KEY (vllm/envs.py) when no --api-key is given
+        self.api_key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY") or None
         self.simulator = TrafficSimulator(self.families, model_name, seed)
         self.model_name = model_name
         self._lock = threading.Lock()
@@ -101,11 +110,25 @@ class MetricsHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def _refused(self) -> bool:
+        """vLLM's AuthenticationMiddleware (entrypoints/serve/middleware/authenticate.py):
+        /v1/… needs the bearer key; /health and /metrics stay open."""
+        key = self.emulator.api_key
+        if not key or not self.path.startswith("/v1"):
+            return False
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and token == key:
+            return False
+        self._send(401, b'{"error":"Unauthorized"}', "application/json")
+        return True
+
     def do_GET(self) -> None:
         if self.emulator.is_dead():
             # A dead pod answers nothing: drop the connection like a killed process would.
             self.close_connection = True
             self.connection.close()
+            return
+        if self._refused():
             return
         if self.path == "/metrics":
             self._send(200, generate_latest(self.emulator.families.registry), CONTENT_TYPE_LATEST)
@@ -120,6 +143,8 @@ class MetricsHandler(BaseHTTPRequestHandler):
             self._send(404, b'{"detail":"Not Found"}', "application/json")
 
     def do_POST(self) -> None:
+        if self._refused():
+            return
         if self.path in ("/v1/chat/completions", "/v1/completions"):
             self._generate()
             return
@@ -153,14 +178,30 @@ class MetricsHandler(BaseHTTPRequestHandler):
             "model": body.get("model", self.emulator.model_name),
         }
         if not body.get("stream"):
-            choice = (
+            choice: dict[str, Any] = (
                 {"index": 0, "message": {"role": "assistant", "content": text}}
                 if chat
                 else {"index": 0, "text": text, "logprobs": None}
             )
-            usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+            prompt_ids = _prompt_ids(body)
+            output_ids = list(text.encode())
+            extra: dict[str, Any] = {}
+            if body.get("return_token_ids"):
+                extra["prompt_token_ids"] = prompt_ids
+                choice["token_ids"] = output_ids
+            if chat and body.get("logprobs"):
+                choice["logprobs"] = {"content": [_logprob(t) for t in output_ids]}
+            if body.get("prompt_logprobs") is not None:
+                # the first prompt token has no log-probability (vLLM answers None)
+                rows = [{str(t): _logprob(t)} for t in prompt_ids[1:]]
+                choice["prompt_logprobs"] = [None, *rows]
+            usage = {
+                "prompt_tokens": len(prompt_ids),
+                "completion_tokens": len(output_ids),
+                "total_tokens": len(prompt_ids) + len(output_ids),
+            }
             choices = [{**choice, "finish_reason": "stop"}]
-            self._json({**base, "choices": choices, "usage": usage})
+            self._json({**base, **extra, "choices": choices, "usage": usage})
             return
         piece: dict[str, Any] = (
             {"delta": {"role": "assistant", "content": text}} if chat else {"text": text}
@@ -183,3 +224,21 @@ class MetricsHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def _prompt_ids(body: dict[str, Any]) -> list[int]:
+    """The request's prompt as token ids: a completion's own ids, else one per UTF-8 byte of
+    the prompt or the messages' contents."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
+        return list(prompt)
+    if isinstance(prompt, str):
+        return list(prompt.encode())
+    messages = body.get("messages") or []
+    text = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
+    return list(text.encode())
+
+
+def _logprob(token: int) -> dict[str, Any]:
+    """A fixed log-probability for a token, in vLLM's shape."""
+    return {"token": chr(token), "logprob": -0.5, "bytes": [token], "top_logprobs": []}

@@ -4,7 +4,9 @@ authorizer, and loses with a 403 when any one of the rules is missing."""
 
 from __future__ import annotations
 
+import base64
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +14,10 @@ from kubernetes import client
 
 from llm_rollout.k8s.cluster import ClusterClient, ClusterError
 from llm_rollout.k8s.dagster.scaleout import dagster_rbac
+from llm_rollout.k8s.labels import api_key_secret_name
 from llm_rollout.k8s.lifecycle import Lifecycle
 from llm_rollout.k8s.release import Release
+from llm_rollout.monitoring.quality import QualityError
 from llm_rollout.rollout import controller
 from llm_rollout.rollout.machine import Installed
 from llm_rollout.spec import ReleaseSpec
@@ -99,6 +103,30 @@ def test_the_service_account_cannot_do_what_the_rbac_does_not_grant(
         '"system:serviceaccount:dagster:llm-rollout" cannot get resource "deployments" in API '
         'group "apps" in the namespace "kube-system"'
     )
+
+
+def test_with_the_quality_gate_it_reads_the_models_api_key_secret_and_no_other(
+    kube: Kube, spec: ReleaseSpec, tmp_path: Path
+) -> None:
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    gated = ReleaseSpec.model_validate({**spec.model_dump(), "quality": {"prompts": str(golden)}})
+    dagster = grant(kube, gated, dagster_rbac([gated], *DAGSTER))
+    for name, value in ((api_key_secret_name(gated), "sk-1"), ("other", "not yours")):
+        kube.core.create_namespaced_secret(
+            gated.namespace,
+            {
+                "metadata": {"name": name},
+                "data": {"api-key": base64.b64encode(value.encode()).decode()},
+            },
+        )
+    assert controller.api_key(gated, dagster) == "sk-1"
+    with pytest.raises(ClusterError, match='cannot get resource "secrets"'):
+        dagster.get("Secret", "other", gated.namespace)
+    # without `quality:` the printed RBAC grants no Secret at all
+    plain = grant(kube, spec, dagster_rbac([spec], *DAGSTER))
+    with pytest.raises(QualityError, match="cannot read the model's API key Secret"):
+        controller.api_key(spec, plain)
 
 
 def without(objects: list[dict[str, Any]], kind: str, match: Any) -> list[dict[str, Any]]:

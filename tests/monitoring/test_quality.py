@@ -15,10 +15,12 @@ from llm_rollout.monitoring.quality import (
     QualityError,
     QualityLimits,
     Sample,
+    VllmEndpoint,
     compare,
     judge_quality,
     load_prompts,
 )
+from sandbox.openai_standin import OpenAIStandin
 
 LIMITS = QualityLimits(min_agreement=0.9, max_logprob_drift=0.05, max_expectation_drop=0.0)
 PROMPT = [1, 2, 3]
@@ -101,6 +103,9 @@ def test_nothing_measured_is_an_error_never_a_pass() -> None:
         ('{"messages": [], "expect": {"regex": "("}}\n', "does not compile"),
         ('{"messages": [], "expect": {"fuzzy": "x"}}\n', "one of exact, regex or any_of"),
         ("\n", "no golden prompts"),
+        ('{"messages": [], "sampling": "client"}\n', ':1: `sampling` is "server"'),
+        ('{"messages": [], "sampling": {"temprature": 1}}\n', "not temprature"),
+        ('{"messages": [], "sampling": {"temperature": "hot"}}\n', "with numbers"),
     ],
 )
 def test_a_bad_golden_prompt_file_names_the_line(tmp_path: Path, text: str, problem: str) -> None:
@@ -119,3 +124,34 @@ def test_golden_prompts_load_with_their_expectations(tmp_path: Path) -> None:
     (prompt,) = load_prompts(path)
     assert (prompt.id, prompt.max_tokens) == ("fr", 4)
     assert prompt.expect is not None and prompt.expect.met_by(" paris ")
+
+
+@pytest.mark.parametrize(
+    ("line", "sent", "absent"),
+    [
+        ("", {"temperature": 0, "seed": 7}, set()),  # greedy by default
+        # the server's own defaults: what a client sending nothing gets (generation_config)
+        (', "sampling": "server"', {"seed": 7}, {"temperature", "top_p", "top_k"}),
+        (
+            ', "sampling": {"temperature": 0.7, "top_p": 0.9}',
+            {"temperature": 0.7, "top_p": 0.9},
+            set(),
+        ),
+    ],
+    ids=["greedy", "server-defaults", "given"],
+)
+def test_each_prompt_is_sent_with_its_sampling_and_the_models_api_key(
+    tmp_path: Path, line: str, sent: dict[str, float], absent: set[str]
+) -> None:
+    path = tmp_path / "golden.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]' + line + "}\n")
+    (prompt,) = load_prompts(path)
+    with OpenAIStandin("pod", model="tiny-llama") as pod:
+        endpoint = VllmEndpoint(pod.url, "tiny-llama", seed=7, max_tokens=4, api_key="sk-1")
+        with pytest.raises(QualityError, match="unexpected chat answer"):  # not vLLM's shape
+            endpoint.answer(prompt)
+        (received,) = pod.received()
+    assert received.body.items() >= sent.items(), received.body
+    assert not absent & set(received.body), received.body
+    assert received.body["logprobs"] is True and received.body["return_token_ids"] is True
+    assert received.headers.get("authorization") == "Bearer sk-1"
