@@ -55,19 +55,11 @@ def build_fit_check(spec: ReleaseSpec) -> dg.AssetChecksDefinition:
         )
         return dg.AssetCheckResult(
             passed=report.fits,
-            description=fit_description(report),
+            description=report.describe(),
             metadata=fit_metadata(report, commit),
         )
 
     return fits_gpus
-
-
-def fit_description(report: FitReport) -> str:
-    """The summary, then every problem and warning on its own line."""
-    lines = [report.summary()]
-    lines += [f"error: {p.field}: {p.message}" for p in report.problems]
-    lines += [f"warning: {w.field}: {w.message}" for w in report.warnings]
-    return "\n".join(lines)
 
 
 def fit_metadata(report: FitReport, commit: str) -> dict[str, Any]:

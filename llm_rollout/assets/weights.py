@@ -12,12 +12,14 @@ from pydantic import Field
 
 from llm_rollout.assets.naming import asset_key, group_name
 from llm_rollout.assets.versions import weights_version
+from llm_rollout.k8s.fit import refuse_what_cannot_fit
 from llm_rollout.pipelines.resources import WeightsStore
 from llm_rollout.spec import ReleaseSpec
 from llm_rollout.weights.errors import (
     CorruptManifest,
     HubAccessDenied,
     NotEnoughSpace,
+    RefusedBeforeDownload,
     RepoNotFound,
     RevisionNotFound,
     StorageError,
@@ -32,6 +34,7 @@ LOG_EVERY_SECONDS = 10.0  # progress lines in the run log: often enough to see i
 # Retrying cannot fix these: the user must change the spec, the token or the disk. (A cut
 # download is not here: a retry resumes from the staged bytes.)
 PERMANENT_ERRORS = (
+    RefusedBeforeDownload,
     HubAccessDenied,
     RepoNotFound,
     RevisionNotFound,
@@ -97,11 +100,13 @@ def build_weights_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: WeightsConfig, weights_store: WeightsStore
     ) -> dg.MaterializeResult:
         try:
+            hub = weights_store.hub()
             result = fetch_weights(
                 source_of(spec, config.revision),
                 weights_store.root_path,
-                weights_store.hub(),
+                hub,
                 progress=LoggedProgress(context.log),
+                before_download=refuse_what_cannot_fit(spec, hub),
             )
         except WeightsError as error:
             permanent = isinstance(error, PERMANENT_ERRORS)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from llm_rollout.cli.progress import TerminalProgress, human_bytes
+from llm_rollout.k8s.fit import refuse_what_cannot_fit
 from llm_rollout.spec import ReleaseSpec, SpecFileError, load_spec
 from llm_rollout.weights.errors import WeightsError
 from llm_rollout.weights.fetch import WeightsSource, fetch_weights, published_commit, storage_errors
@@ -56,7 +57,14 @@ def fetch(spec_path: Path, root: Path) -> None:
     """
     spec = load_or_exit(spec_path)
     try:
-        result = fetch_weights(source_of(spec), root, HubClient(), progress=TerminalProgress())
+        hub = HubClient()
+        result = fetch_weights(
+            source_of(spec),
+            root,
+            hub,
+            progress=TerminalProgress(),
+            before_download=refuse_what_cannot_fit(spec, hub),
+        )
     except WeightsError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

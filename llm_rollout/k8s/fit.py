@@ -34,6 +34,10 @@ from typing import Any
 from llm_rollout.spec.quantity import parse_quantity
 from llm_rollout.spec.rules import Problem
 from llm_rollout.spec.schema import ReleaseSpec
+from llm_rollout.weights.errors import RefusedBeforeDownload
+from llm_rollout.weights.fetch import BeforeDownload
+from llm_rollout.weights.hub import HubClient, RemoteFile
+from llm_rollout.weights.model_files import CONFIG_NAME
 
 GIB = 1024**3
 GB = 10**9
@@ -213,6 +217,13 @@ class FitReport:
     def fits(self) -> bool:
         """No problem refuses the release (warnings and unestimated parts do not)."""
         return not self.problems
+
+    def describe(self) -> str:
+        """The summary, then every problem and warning on its own line."""
+        lines = [self.summary()]
+        lines += [f"error: {p.field}: {p.message}" for p in self.problems]
+        lines += [f"warning: {w.field}: {w.message}" for w in self.warnings]
+        return "\n".join(lines)
 
     def summary(self) -> str:
         """One line for `render` and logs: weights per GPU, KV room, sequences at max length."""
@@ -503,3 +514,27 @@ def _flag_value(arguments: list[str], flag: str) -> str | None:
 
 def _gib(value: int | None) -> str:
     return "?" if value is None else f"{value / GIB:.1f} GiB"
+
+
+def refuse_what_cannot_fit(spec: ReleaseSpec, hub: HubClient) -> BeforeDownload:
+    """The fit check (k8s/fit.py) on the Hub's listing of a revision about to be downloaded:
+    its exact file sizes and its config.json. A model that cannot fit the spec's GPUs is
+    refused before the download (hours, for a large one), with what to change; the blocking
+    `fits_gpus` check judges the published bytes again afterwards."""
+
+    def check(commit: str, files: list[RemoteFile]) -> None:
+        config_file = next((f for f in files if f.path == CONFIG_NAME), None)
+        config = hub.read_json(spec.source.repo, commit, config_file) if config_file else None
+        report = check_fit(
+            spec,
+            weight_bytes({f.path: f.size for f in files}),
+            config if isinstance(config, dict) else None,
+            f"the Hub's listing of {commit[:12]}",
+        )
+        if not report.fits:
+            raise RefusedBeforeDownload(
+                f"{spec.source.repo}@{commit[:12]} cannot fit the spec's GPUs; nothing was "
+                f"downloaded:\n{report.describe()}"
+            )
+
+    return check

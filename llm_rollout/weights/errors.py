@@ -48,6 +48,11 @@ class StorageError(WeightsError):
     """The weights volume refused a write or a read (read-only mount, permissions, I/O)."""
 
 
+class RefusedBeforeDownload(WeightsError):
+    """A check of the Hub's listing (the release would not fit its GPUs) refused the
+    revision before a byte of it was downloaded."""
+
+
 class CorruptManifest(WeightsError):
     """A published folder's manifest is missing fields, is not JSON, or names unsafe paths."""
 

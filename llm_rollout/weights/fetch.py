@@ -10,7 +10,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -32,6 +32,9 @@ from llm_rollout.weights.manifest import Manifest, ManifestFile
 from llm_rollout.weights.progress import NoProgress, Progress
 from llm_rollout.weights.retention import clean_stale_staging
 from llm_rollout.weights.verify import VerifyReport, remember_verified, verify_published
+
+# (commit, the Hub's files) -> None, or raise to refuse the revision before its download
+BeforeDownload = Callable[[str, list[RemoteFile]], None]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,13 @@ def fetch_weights(
     progress: Progress | None = None,
     lock_timeout: float = LOCK_TIMEOUT_SECONDS,
     workers: int = DOWNLOAD_WORKERS,
+    before_download: BeforeDownload | None = None,
 ) -> FetchResult:
     """Publish `source` under `root` (see `weights.layout`) and return what was published.
+
+    `before_download(commit, files)` sees the Hub's listing of a revision that is about to be
+    downloaded and may refuse it by raising (`RefusedBeforeDownload`): a model too big for
+    its GPUs is refused before hours of download.
 
     A revision already published is re-verified instead of downloaded. When the Hub cannot be
     reached, a published copy of the revision is fully re-hashed against its manifest before
@@ -93,7 +101,9 @@ def fetch_weights(
     written under the repo's lock, so a concurrent prune never deletes what they point at.
     """
     with storage_errors(root):
-        return _fetch(source, root, hub, progress or NoProgress(), lock_timeout, workers)
+        return _fetch(
+            source, root, hub, progress or NoProgress(), lock_timeout, workers, before_download
+        )
 
 
 def _fetch(
@@ -103,6 +113,7 @@ def _fetch(
     progress: Progress,
     lock_timeout: float,
     workers: int,
+    before_download: BeforeDownload | None = None,
 ) -> FetchResult:
     layout = RepoLayout(root, source.repo)
     started = time.perf_counter()
@@ -116,6 +127,8 @@ def _fetch(
     _refuse_untrusted_folder(layout, commit)
     remote = hub.list_files(source.repo, commit, list(source.allow_patterns or []) or None)
     _check_names(source, commit, remote)
+    if before_download is not None:
+        before_download(commit, remote)
     total = sum(file.size for file in remote)
     _preflight_space(root, total - _staged_bytes(layout, commit, remote))
     with RepoLock(layout.lock_file, lock_timeout):

@@ -9,9 +9,11 @@ request headers: it never appears in our messages, logs or metadata.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -143,6 +145,17 @@ class HubClient:
         if allow_patterns:
             files = [f for f in files if any(fnmatch.fnmatch(f.path, p) for p in allow_patterns)]
         return sorted(files, key=lambda f: f.path)
+
+    def read_json(self, repo_id: str, commit: str, remote: RemoteFile) -> object:
+        """A small JSON file of the repository (config.json), downloaded and verified like
+        any other, parsed; for the checks made before the weights are downloaded."""
+        with tempfile.TemporaryDirectory(prefix="llm-rollout-") as folder:
+            path = Path(folder) / "file.json"
+            self.download(repo_id, commit, remote, path)
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as error:
+                raise WeightsError(f"{repo_id}@{commit}: {remote.path} is not JSON") from error
 
     def download(
         self,

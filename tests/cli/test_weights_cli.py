@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from sandbox.hub import Fault
 from tests.conftest import DEMO_SPEC, REPO_ROOT
 from tests.fixtures.sandbox_servers import TinyModelHub
@@ -76,3 +78,18 @@ def test_prune_keeps_what_it_is_told(tiny_hub: TinyModelHub, tmp_path: Path) -> 
     result = run(tiny_hub, "prune", SPEC, "--root", str(tmp_path), "--keep", "1")
     assert result.returncode == 0
     assert "kept 1, deleted 0" in result.stdout
+
+
+def test_a_model_that_cannot_fit_its_gpus_is_refused_before_its_download(
+    tiny_hub: TinyModelHub, tmp_path: Path
+) -> None:
+    spec = yaml.safe_load(DEMO_SPEC.read_text())
+    spec["sizing"] = {"gpu_memory_gib": 2}  # less than vLLM's own overhead per GPU
+    path = tmp_path / "undersized.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    root = tmp_path / "weights"
+    result = run(tiny_hub, "fetch", str(path), "--root", str(root))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot fit the spec's GPUs; nothing was downloaded" in result.stderr, result.stderr
+    assert "error: sizing.gpu_memory_gib" in result.stderr or "error: resources" in result.stderr
+    assert not list(root.rglob("model.safetensors*"))  # only config.json was read
