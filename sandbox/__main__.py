@@ -14,7 +14,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from sandbox.demo_command import demo
 from sandbox.hub import HubServer
 from sandbox.tiny_model import REPO_ID, write_tiny_model
 from sandbox.vllm_metrics import SCENARIOS, MetricsEmulator
+from sandbox.vllm_metrics.__main__ import serve
 
 
 def _wait_for_interrupt() -> None:
@@ -123,14 +123,8 @@ def hub(root: Path, port: int, serve: tuple[str, ...]) -> None:
 def metrics(
     scenario: str, latency_scale: float, host: str, port: int, model_name: str, load_seconds: float
 ) -> None:
-    """Serve one emulated vLLM /metrics."""
-    time.sleep(load_seconds)
-    with MetricsEmulator(
-        scenario, latency_scale=latency_scale, host=host, port=port, model_name=model_name
-    ) as emulator:
-        click.echo(f"{emulator.url}/metrics  ({scenario})")
-        sys.stdout.flush()
-        _wait_for_interrupt()
+    """Serve one emulated vLLM /metrics (what `python -m sandbox.vllm_metrics` serves)."""
+    serve(scenario, latency_scale, host, port, model_name, load_seconds)
 
 
 @main.command("tiny-model")

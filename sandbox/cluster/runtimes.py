@@ -96,8 +96,7 @@ def launch_for(
         argv = [
             sys.executable,
             "-m",
-            "sandbox",
-            "metrics",
+            "sandbox.vllm_metrics",  # not `sandbox metrics`: a pod start imports only this
             "--host",
             pod_ip,
             "--port",
