@@ -40,7 +40,8 @@ def test_the_router_serves_real_vllm_with_the_canarys_weight_streaming_and_not(
         route = config["routing"]["routes"][0]
         # a queue limit makes the router read vLLM's own vllm:num_requests_waiting
         route["max_waiting_requests"] = 50
-        route["first_token_timeout_seconds"] = 60  # CPU vLLM on a busy machine: never a fallback
+        # CPU vLLM on a busy machine: never a fallback
+        route.update(first_token_timeout_seconds=60, request_timeout_seconds=120)
         path = tmp_path / "router.json"
         write_config(path, config)
         with RouterThread(path, reload_interval=RELOAD_SECONDS) as router:
@@ -56,8 +57,9 @@ def test_the_router_serves_real_vllm_with_the_canarys_weight_streaming_and_not(
                     temperature=0,  # type: ignore[arg-type]
                 )
                 completion = raw.parse()
-                assert completion.choices[0].message.content, completion
-                assert completion.usage and completion.usage.completion_tokens >= 1
+                # vLLM's own answer (the tiny model's text may be only whitespace)
+                assert completion.model == LOCAL_MODEL and completion.choices[0].finish_reason
+                assert completion.usage and completion.usage.completion_tokens >= 1, completion
                 answered[raw.headers["X-Router-Backend"]] += 1
             # smooth weighted round robin on one router: the share to one request
             assert abs(answered["canary"] - REQUESTS * CANARY_WEIGHT / 100) <= 1, answered
@@ -71,11 +73,11 @@ def test_the_router_serves_real_vllm_with_the_canarys_weight_streaming_and_not(
                 stream=True,
             )
             chunks = list(stream)
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            assert text, chunks
+            pieces = [c.choices[0].delta.content for c in chunks if c.choices]
+            assert sum(piece is not None for piece in pieces) >= 2, chunks  # token by token
             assert any(c.choices and c.choices[0].finish_reason for c in chunks), chunks
             with urllib.request.urlopen(f"{router.url}/metrics", timeout=5) as response:
                 metrics = response.read().decode()
         for release in ("stable", "canary"):  # read from each vLLM's own /metrics
             assert f'llm_rollout_router_release_waiting_requests{{release="{release}"}}' in metrics
-        assert not cloud.received, "the cloud fallback answered while vLLM was healthy"
+        assert not cloud.received(), "the cloud fallback answered while vLLM was healthy"
