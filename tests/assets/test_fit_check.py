@@ -1,5 +1,6 @@
-"""The fit check on the published weights, run by a real Dagster instance: it passes with
-the numbers in its metadata, and when it fails, nothing after the weights runs."""
+"""The fit check on the weights, run by a real Dagster instance: it passes with the numbers in
+its metadata; a model that cannot fit is refused before its download, and published weights
+that no longer fit stop the run at the blocking check, before anything after the weights."""
 
 from __future__ import annotations
 
@@ -67,11 +68,29 @@ def test_published_weights_that_fit_pass_with_their_numbers(
     assert ran == ["after_weights"]
 
 
-def test_a_failing_fit_stops_the_run_before_the_release(
+def test_a_model_that_cannot_fit_is_refused_before_its_download(
     tiny_hub: TinyModelHub, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     # /dev/shm larger than the memory limit leaves nothing for vLLM's processes
-    result, ran = run(on_gpu(memory="2Gi", shm_size="2Gi"), tiny_hub, tmp_path / "w", instance)
+    root = tmp_path / "w"
+    result, ran = run(on_gpu(memory="2Gi", shm_size="2Gi"), tiny_hub, root, instance)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    assert "cannot fit the spec's GPUs; nothing was downloaded" in message
+    assert "error: resources.memory: 2Gi cannot hold /dev/shm" in message
+    assert not list(root.rglob("model.safetensors*"))
+    assert ran == []
+
+
+def test_published_weights_that_no_longer_fit_stop_the_run_before_the_release(
+    tiny_hub: TinyModelHub, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """Published while the spec fitted; the spec changed since: the weights are re-verified,
+    not downloaded (no check before a download), and the blocking check stops the run."""
+    root = tmp_path / "w"
+    fitted, _ = run(on_gpu(), tiny_hub, root, instance)
+    assert fitted.success
+    result, ran = run(on_gpu(memory="2Gi", shm_size="2Gi"), tiny_hub, root, instance)
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed
     assert check.description is not None
