@@ -20,10 +20,12 @@ ruff check .
 ruff format --check .
 say "mypy (domain packages)"
 mypy llm_rollout/spec llm_rollout/weights llm_rollout/images llm_rollout/k8s llm_rollout/monitoring llm_rollout/rollout llm_rollout/router 
-# The quick tests mostly wait on local servers: a few workers overlap the waits.
+# The quick tests mostly wait on local servers: a few workers overlap the waits (three beside
+# the real-vLLM lane; six when they run alone, as --fast does: 3.4 min instead of 4.1 here).
 FAST_WORKERS="${LLM_ROLLOUT_TEST_WORKERS:-3}"
 if [ "${1:-}" = "--fast" ]; then
   shift
+  FAST_WORKERS="${LLM_ROLLOUT_TEST_WORKERS:-6}"
   say "pytest (fast: no real vLLM, no daemon, no wheel install) $*"
   exec pytest -m "not real_vllm and not daemon and not slow" -p no:cacheprovider -n "$FAST_WORKERS" "$@"
 fi
