@@ -33,26 +33,26 @@ if [ $# -gt 0 ]; then
   say "pytest $*"
   exec pytest "$@"
 fi
-# The whole suite in three lanes at once: the machine mostly waits on servers, sensors and
-# pods. The real-vLLM tests (CPU vLLM worlds, one at a time) and the wheel's install (`slow`:
-# it waits on pip), shown live; the quick tests in pytest-xdist workers (each sandbox on its
-# own claimed 127.N network and free ports); the Dagster daemon's end-to-end modules. The two
-# last are printed at the end. (Three lanes starved each other while every emulated pod cost
-# 1.2 CPU-s to start — 17.5 min; since pods start with `python -m sandbox.vllm_metrics`, the
-# machine has room: two lanes, the daemon's after the quick tests, took 16.3 min.)
-quick_log="$(mktemp)" daemon_log="$(mktemp)"
-say "pytest, three lanes: real vLLM (shown live); quick tests (xdist); the daemon's modules"
-pytest -m "not real_vllm and not daemon and not slow" -p no:cacheprovider -n "$FAST_WORKERS" >"$quick_log" 2>&1 &
-quick=$!
-pytest -m "daemon and not real_vllm" -p no:cacheprovider >"$daemon_log" 2>&1 &
-daemon=$!
+# The whole suite in two lanes at once: the machine mostly waits on servers, sensors and
+# pods. One lane is the real-vLLM tests (CPU vLLM worlds, one at a time) and the wheel's
+# install (`slow`: it waits on pip), shown live: the shorter lane. The
+# other runs the quick tests in pytest-xdist workers (each sandbox on its own claimed 127.N
+# network and free ports), then the Dagster daemon's end-to-end modules; it is printed at the
+# end. (Three lanes at once — the daemon's first installs, xdist workers and two loading
+# vLLM servers — starved each other: the whole run took 17.5 min.)
+other_log="$(mktemp)"
+say "pytest, two lanes: real vLLM (shown live); quick tests (xdist), then the daemon's"
+(
+  quick=0 daemon=0
+  pytest -m "not real_vllm and not daemon and not slow" -p no:cacheprovider -n "$FAST_WORKERS" || quick=$?
+  pytest -m "daemon and not real_vllm" -p no:cacheprovider || daemon=$?
+  [ "$quick" -eq 0 ] && [ "$daemon" -eq 0 ]
+) >"$other_log" 2>&1 &
+other=$!
 status=0
 pytest -m "real_vllm or slow" -p no:cacheprovider || status=$?
-wait "$quick" || status=$?
-wait "$daemon" || status=$?
-say "pytest: the quick tests"
-cat "$quick_log"
-say "pytest: the daemon's end-to-end modules"
-cat "$daemon_log"
-rm -f "$quick_log" "$daemon_log"
+wait "$other" || status=$?
+say "pytest: everything but real vLLM (quick tests, then the daemon's end-to-end modules)"
+cat "$other_log"
+rm -f "$other_log"
 exit "$status"
