@@ -84,7 +84,7 @@ class DagsterHome:
             raise RuntimeError(f"dagster job launch {job} failed:\n{result.stderr[-3000:]}")
         return run_id
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the `dagster` command line against this home."""
         return subprocess.run(
             [dagster_bin("dagster"), *args],
@@ -93,7 +93,7 @@ class DagsterHome:
             capture_output=True,
             text=True,
             check=False,
-            timeout=120,
+            timeout=timeout,
         )
 
 

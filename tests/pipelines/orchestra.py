@@ -138,6 +138,9 @@ class Orchestra:
             "llm_rollout.pipelines.definitions",
             "--config-json",
             json.dumps({"ops": ops}),
+            # the whole group runs in this one process, its canary applied and awaited: beside
+            # the other scenarios on a loaded CI machine it took over 120 s
+            timeout=RUN_TIMEOUT,
         )
 
     def run(self, run_id: str) -> dg.DagsterRun:
