@@ -32,6 +32,13 @@ CPU_ENV = {
     # a pod on another core or serving another commit compiled afresh: ~80 s of a start here,
     # and a promoted stable pod (the canary's commit on stable's core) always did.
     "VLLM_USE_AOT_COMPILE": "0",
+    # Run the model in the engine process (vLLM's uni executor), as vLLM does on one GPU. The CPU
+    # platform forces its multiprocess executor unless this is 0 (vllm/platforms/cpu.py,
+    # check_and_update_config), and that executor's worker busy-polls shared memory for a
+    # second after every step (distributed/device_communicators/shm_broadcast.py,
+    # SpinCondition busy_loop_s=1): at the demo's 1.5 requests/s each pod's worker never slept
+    # and took a whole core (21 CPU-s in 20 s of serving; 1 CPU-s with this).
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
 }
 
 
