@@ -4,6 +4,7 @@ pod died with "Address already in use" and crash-looped)."""
 
 from __future__ import annotations
 
+import errno
 import socket
 
 from tests.fixtures.cluster import Kube, deployment, wait_for
@@ -12,8 +13,11 @@ from tests.fixtures.cluster import Kube, deployment, wait_for
 def test_an_address_taken_by_a_leftover_process_is_skipped(kube: Kube) -> None:
     taken = f"127.{kube.cluster.network}.10.1"  # the first pod address of this cluster
     with socket.socket() as leftover:
-        leftover.bind((taken, 8000))
-        leftover.listen()
+        try:
+            leftover.bind((taken, 8000))
+            leftover.listen()
+        except OSError as error:  # a real leftover holds it already (CI met one): same test
+            assert error.errno == errno.EADDRINUSE, error
         kube.apply("default", deployment("emu", replicas=1))
 
         def ready_pod() -> object:
