@@ -23,7 +23,7 @@ from llm_rollout.k8s.preflight import InsufficientGpus
 from llm_rollout.k8s.release import Release
 from llm_rollout.spec import ReleaseSpec
 from sandbox.cluster.cluster import NodeSpec
-from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, deployment, start_kube, wait_for
+from tests.fixtures.cluster import EMULATOR_IMAGE, GPU_TOLERATION, Kube, start_kube
 from tests.k8s.conftest import COMMIT
 
 GROUP, VERSION, PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
@@ -212,19 +212,16 @@ def test_a_canary_whose_worker_cannot_start_stalls_with_the_workers_reason(
 
 
 def test_a_shift_waits_for_a_whole_group_and_says_so(lifecycle: Lifecycle, kube: Kube) -> None:
-    """Stable holds four nodes; a neighbour takes three of the other four after the
-    preflight. One free node cannot hold a group of two: the new release is not scaled up
-    (its pods could never all be placed) and the old one keeps serving."""
+    """Stable holds four nodes; a neighbour takes one GPU on each of the other four. Twelve
+    GPUs are free but no node has four: the new release is not scaled up (its group could
+    never be placed whole) and the old one keeps serving."""
     spec = lifecycle.spec
     first = installed(lifecycle)
-    neighbour = deployment("neighbour", replicas=3, gpus=4)
-    kube.apply(spec.namespace, neighbour)
-
-    def neighbour_bound() -> bool:
-        pods = kube.core.list_namespaced_pod(spec.namespace, label_selector="app=neighbour")
-        return len(pods.items) == 3 and all(p.spec.node_name for p in pods.items)
-
-    wait_for(neighbour_bound, 60, "the neighbour's three pods placed")
+    taken = {p.spec.node_name for p in kube.core.list_namespaced_pod(spec.namespace).items}
+    free_nodes = sorted({n.metadata.name for n in kube.core.list_node().items} - taken)
+    assert len(free_nodes) == 4
+    for node in free_nodes:
+        kube.core.create_namespaced_pod(spec.namespace, neighbour_pod(node))
     second = release(spec, 2)
     with pytest.raises(InsufficientGpus, match=r"1 replica\(s\) of 2 pods × 4 GPU\(s\)"):
         lifecycle.roll(second)
@@ -234,6 +231,24 @@ def test_a_shift_waits_for_a_whole_group_and_says_so(lifecycle: Lifecycle, kube:
     assert status.phase == "stalled"
     assert "no free GPUs for the next group (2 nodes × 4 needed)" in status.reason
     assert replicas(lifecycle) == {first.release_id: 2, second.release_id: 0}
+
+
+def neighbour_pod(node: str) -> dict[str, Any]:
+    """Another team's pod holding one GPU of `node`."""
+    return {
+        "metadata": {"name": f"neighbour-{node}", "labels": {"app": "neighbour"}},
+        "spec": {
+            "nodeName": node,
+            "tolerations": [GPU_TOLERATION],
+            "containers": [
+                {
+                    "name": "c",
+                    "image": EMULATOR_IMAGE,
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                }
+            ],
+        },
+    }
 
 
 def test_status_and_history_show_the_leaderworkersets(lifecycle: Lifecycle) -> None:
