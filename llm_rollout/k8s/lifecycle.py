@@ -160,7 +160,7 @@ class Lifecycle:
         self._require(history, history.canary)
         if self.workload(history.canary) is None:
             raise UnknownRelease(
-                f"the canary {history.canary} of {self.spec.name} has no Deployment "
+                f"the canary {history.canary} of {self.spec.name} has no workload "
                 f"({self.workload_name(history.canary)}) to promote"
             )
         status = self.shift(history.canary, on_poll, timeout)
@@ -240,7 +240,9 @@ class Lifecycle:
             if status.phase == "stalled" and not status.unschedulable:
                 return status
             model = self.workloads()
-            others = [w for w in model if w["metadata"]["name"] != name and _replicas(w) > 0]
+            others = [
+                w for w in model if w["metadata"]["name"] != name and workloads.replicas(w) > 0
+            ]
             ready = min(status.available, status.updated)
             keep = max(0, target - unavailable - ready)
             others_total = self._scale_others_down(others, keep)
@@ -294,12 +296,12 @@ class Lifecycle:
     def _scale_others_down(self, others: list[Manifest], keep: int) -> int:
         """Scale the other releases to `keep` replicas in total, newest kept longest; their
         replicas after."""
-        total = sum(_replicas(d) for d in others)
+        total = sum(workloads.replicas(d) for d in others)
         excess = total - keep
         for workload in sorted(others, key=_created):  # oldest release first
             if excess <= 0:
                 break
-            current = _replicas(workload)
+            current = workloads.replicas(workload)
             lower = max(0, current - excess)
             self._scale(workload["kind"], workload["metadata"]["name"], lower)
             excess -= current - lower
@@ -331,7 +333,7 @@ class Lifecycle:
         scaling = self.spec.autoscaling
         if scaling is None:
             return self.spec.replicas
-        current = max((_replicas(d) for d in self.workloads()), default=scaling.min)
+        current = max((workloads.replicas(d) for d in self.workloads()), default=scaling.min)
         return min(scaling.max, max(scaling.min, current))
 
     def _settle(self, release_id: str) -> None:
@@ -349,7 +351,7 @@ class Lifecycle:
                 self._label_track(workload, "stable")
                 continue
             legacy = name in names.legacy_deployment_names(self.spec)
-            if _replicas(workload) == 0 and (legacy or release not in keep):
+            if workloads.replicas(workload) == 0 and (legacy or release not in keep):
                 log.info("removing %s (beyond the %d retained releases)", name, len(keep) - 1)
                 with contextlib.suppress(NotFound):
                     self.cluster.delete(workload["kind"], name, self.spec.namespace)
@@ -462,9 +464,6 @@ class Lifecycle:
                 self.spec.namespace,
                 {"metadata": {"labels": {names.TRACK: track}}},
             )
-
-
-_replicas = workloads.replicas
 
 
 def _labels(obj: Manifest) -> dict[str, str]:
