@@ -64,25 +64,28 @@ def leaderworkerset(
 
 
 @pytest.mark.parametrize(
-    ("lws", "phase", "reason"),
+    ("shape", "phase", "reason"),
+    # shape: replicas, generation, observedGeneration, groups, ready, updated, Available
+    # (and for how many seconds Progressing has held)
     [
         # scaled from 1 to 2 groups; the controller has not seen it: the old status says
         # Available with 1 of 1, which must not pass for 2
-        (leaderworkerset(2, 3, 2, 1, 1, 1, True), "progressing", "waiting for the controller"),
-        (leaderworkerset(2, 3, 3, 2, 1, 2, False), "progressing", "2 of 2 groups updated, 1"),
-        (leaderworkerset(2, 3, 3, 2, 2, 2, True), "complete", "all groups updated and ready"),
+        ((2, 3, 2, 1, 1, 1, True), "progressing", "waiting for the controller"),
+        ((2, 3, 3, 2, 1, 2, False), "progressing", "2 of 2 groups updated, 1"),
+        ((2, 3, 3, 2, 2, 2, True), "complete", "all groups updated and ready"),
         # a rolling update's surge group is still there
-        (leaderworkerset(2, 3, 3, 3, 3, 3, True), "progressing", "3 of 2 groups updated"),
-        (leaderworkerset(0, 4, 4, 0, 0, 0, True), "complete", "all groups updated and ready"),
+        ((2, 3, 3, 3, 3, 3, True), "progressing", "3 of 2 groups updated"),
+        ((0, 4, 4, 0, 0, 0, True), "complete", "all groups updated and ready"),
         (
-            leaderworkerset(1, 2, 2, 1, 0, 1, False, progressing_for=120),
+            (1, 2, 2, 1, 0, 1, False, 120),
             "stalled",
             "ProgressDeadlineExceeded: progressing for 1",
         ),
     ],
     ids=["unobserved", "progressing", "complete", "surge-left", "zero", "past-deadline"],
 )
-def test_a_leaderworkersets_rollout_status(lws: dict[str, Any], phase: str, reason: str) -> None:
+def test_a_leaderworkersets_rollout_status(shape: tuple[Any, ...], phase: str, reason: str) -> None:
+    lws = leaderworkerset(*shape)  # built now, so Progressing's age starts with the test
     status = OneSet(lws).rollout_status(NAME, NAMESPACE, "LeaderWorkerSet", 60)
     assert status.phase == phase
     assert status.reason.startswith(reason), status.reason
