@@ -371,10 +371,24 @@ def network_policy(spec: ReleaseSpec) -> Manifest:
                         ),
                     ],
                     "ports": [{"protocol": "TCP", "port": HTTP_PORT_NAME}],
-                }
+                },
+                *_ray_from_workers(spec),
             ],
         },
     }
+
+
+def _ray_from_workers(spec: ReleaseSpec) -> list[Manifest]:
+    """For a multi-node model: the leaders also take its workers' Ray traffic (GCS, object
+    manager, worker ports: many, some random), so any port from llm-rollout's workers in the
+    namespace. The workers themselves are not selected (they lack the Service's labels)."""
+    if not leaderworkerset.is_multi_node(spec):
+        return []
+    workers = {
+        "app.kubernetes.io/managed-by": "llm-rollout",
+        leaderworkerset.ROLE_LABEL: "worker",
+    }
+    return [{"from": [{"podSelector": {"matchLabels": workers}}]}]
 
 
 def autoscaler(spec: ReleaseSpec, release_id: str) -> Manifest | None:
