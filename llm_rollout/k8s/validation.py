@@ -47,7 +47,7 @@ def schema_problems(
                 SchemaProblem(
                     leaderworkerset.KIND,
                     obj.get("metadata", {}).get("name", "?"),
-                    "any",
+                    f"{SUPPORTED_VERSIONS[0]}-{SUPPORTED_VERSIONS[-1]}",
                     f"the CRD's schema (LWS {leaderworkerset.CRD_RELEASE}): "
                     + problem.split(": ", 1)[1],
                 )

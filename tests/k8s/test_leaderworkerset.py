@@ -23,6 +23,7 @@ from llm_rollout.k8s.leaderworkerset import (
     lws_schema_problems,
 )
 from llm_rollout.k8s.release import Release
+from llm_rollout.k8s.validation import schema_problems
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
 from tests.conftest import DEMO_SPEC
@@ -93,6 +94,11 @@ def test_the_schema_refuses_what_the_crd_does_not_define() -> None:
     broken["spec"]["leaderWorkerTemplate"]["sise"] = 2
     (problem,) = lws_schema_problems([broken])
     assert "spec.leaderWorkerTemplate" in problem and "'sise' was unexpected" in problem
+    # render, plan and the lifecycle validate through schema_problems: the CRD's schema
+    (found,) = schema_problems([broken])
+    name = lws["metadata"]["name"]
+    assert str(found).startswith(f"LeaderWorkerSet/{name} (Kubernetes 1.29.0-1.33.0): ")
+    assert "the CRD's schema (LWS v0.10.0): spec.leaderWorkerTemplate" in found.message
 
 
 def test_a_replica_that_fits_one_node_is_a_deployment() -> None:
