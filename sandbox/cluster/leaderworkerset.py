@@ -15,7 +15,8 @@ What it does as LWS v0.10 does (pkg/controllers, pkg/utils/pod/pod_utils.go):
 - a change of `replicas` alone (through /scale too) adds or removes groups at once, the
   highest indices first when scaling down, ready or not;
 - status replicas, readyReplicas (groups whose every pod is Ready, surge groups included, as
-  LWS' updateStatus counts them), updatedReplicas, hpaPodSelector and the Available /
+  LWS' updateStatus counts them), updatedReplicas, hpaPodSelector, observedGeneration (in the
+  status since LWS v0.9, kubernetes-sigs/lws #807, and on each condition) and the Available /
   Progressing / UpdateInProgress conditions.
 
 What differs: the real controller manages leaders through a StatefulSet and each group's
