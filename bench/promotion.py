@@ -146,10 +146,10 @@ def versioned(
 ) -> Measured:
     lifecycle = Lifecycle(cluster, spec, poll_seconds=0.2)
     lifecycle.first_release(first)
-    lifecycle.wait(lifecycle.deployment_name(first.release_id))
+    lifecycle.wait(lifecycle.workload_name(first.release_id))
     with PodMeter(cluster, spec.namespace, spec.resources.gpus) as meter:
         lifecycle.start_canary(second)
-        lifecycle.wait(lifecycle.deployment_name(second.release_id))
+        lifecycle.wait(lifecycle.workload_name(second.release_id))
         started = time.monotonic()
         assert lifecycle.promote().phase == "complete"
         promotion = time.monotonic() - started

@@ -31,7 +31,7 @@ import yaml  # noqa: E402
 
 from llm_rollout.k8s.cluster import ClusterClient  # noqa: E402
 from llm_rollout.k8s.history import ReleaseHistory  # noqa: E402
-from llm_rollout.k8s.labels import deployment_name  # noqa: E402
+from llm_rollout.k8s.labels import workload_name  # noqa: E402
 from llm_rollout.k8s.lifecycle import Lifecycle  # noqa: E402
 from llm_rollout.k8s.release import Release  # noqa: E402
 from llm_rollout.rollout import controller  # noqa: E402
@@ -106,7 +106,7 @@ def launch_to_canary(
 
 def breach_to_rollback(home: DagsterHome, cluster: ClusterClient, spec: ReleaseSpec) -> float:
     canary = poll(lambda: ReleaseHistory(cluster, spec).read().canary)
-    name = deployment_name(spec, canary)
+    name = workload_name(spec, canary)
     poll(lambda: cluster.rollout_status(name, spec.namespace).phase == "complete")
     time.sleep(spec.gate.interval_seconds * 2)  # a couple of passing windows first
     pod = next(

@@ -238,7 +238,7 @@ class Demo:
     def _available_by_release(self) -> dict[str, int]:
         return {
             release_of(d): int((d.get("status") or {}).get("availableReplicas", 0))
-            for d in Lifecycle(self.cluster, self.spec).deployments()
+            for d in Lifecycle(self.cluster, self.spec).workloads()
         }
 
     _last_row = ""

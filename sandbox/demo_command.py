@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from llm_rollout.k8s.labels import deployment_name
+from llm_rollout.k8s.labels import workload_name
 from sandbox.dagster_home import REPO_ROOT
 from sandbox.demo import DEMO_SPEC, SCENARIOS, Demo, DemoFailed
 
@@ -59,7 +59,7 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
                 port=port,
                 kubeconfig=running.world.cluster.kubeconfig,
                 namespace=running.spec.namespace,
-                stable=deployment_name(running.spec, stable),
+                stable=workload_name(running.spec, stable),
                 spec=DEMO_SPEC.relative_to(REPO_ROOT),
             )
         )

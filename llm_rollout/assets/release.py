@@ -12,6 +12,7 @@ import dagster as dg
 
 from llm_rollout.assets.naming import asset_key, group_name
 from llm_rollout.assets.versions import release_version
+from llm_rollout.k8s import workloads
 from llm_rollout.k8s.cluster import ClusterError, RolloutStatus
 from llm_rollout.k8s.history import History, ReleaseHistory, UnknownRelease
 from llm_rollout.k8s.lifecycle import Lifecycle, release_of
@@ -161,7 +162,7 @@ def apply_release(
     calls for, reporting each step to the release controller; the phase it is left in."""
     spec, cluster = lifecycle.spec, lifecycle.cluster
     release_id = candidate.release_id
-    name = lifecycle.deployment_name(release_id)
+    name = lifecycle.workload_name(release_id)
     if history.stable == release_id:
         return "already stable: nothing to change"
     if history.stable is None:
@@ -249,7 +250,7 @@ def build_live_asset(spec: ReleaseSpec) -> dg.AssetsDefinition:
             )
             try:
                 status = lifecycle.promote(
-                    logged_polls(context.log, lifecycle.deployment_name(canary))
+                    logged_polls(context.log, lifecycle.workload_name(canary))
                 )
             except ClusterError as error:
                 controller.report(spec, cluster, ActionFailed(canary, str(error), "promote"))
@@ -313,16 +314,17 @@ def live_metadata(
 
 
 def deployments_table(lifecycle: Lifecycle, history: History) -> str:
-    """The model's release Deployments (one per retained release) as a Markdown table."""
+    """The model's release workloads (one per retained release) as a Markdown table; a
+    LeaderWorkerSet's replicas are groups."""
     tracks = {history.stable: "stable", history.canary: "canary"}
-    rows = ["| Deployment | track | available / desired |", "|---|---|---|"]
-    for deployment in lifecycle.deployments():
-        status = deployment.get("status") or {}
+    rows = ["| workload | track | available / desired |", "|---|---|---|"]
+    for workload in lifecycle.workloads():
+        name = workload["metadata"]["name"]
+        if workload["kind"] != workloads.DEPLOYMENT:
+            name = f"{name} ({workload['kind']})"
         rows.append(
-            f"| {deployment['metadata']['name']} | "
-            f"{tracks.get(release_of(deployment), 'idle')} | "
-            f"{int(status.get('availableReplicas', 0))} / "
-            f"{int((deployment.get('spec') or {}).get('replicas', 0))} |"
+            f"| {name} | {tracks.get(release_of(workload), 'idle')} | "
+            f"{workloads.available(workload)} / {workloads.replicas(workload)} |"
         )
     return "\n".join(rows)
 
@@ -372,7 +374,7 @@ def build_rollback_op(spec: ReleaseSpec) -> dg.OpDefinition:
                 target = config.release_id or rollback_target(record, before)
                 try:
                     status = lifecycle.rollback(
-                        target, logged_polls(context.log, lifecycle.deployment_name(target or ""))
+                        target, logged_polls(context.log, lifecycle.workload_name(target or ""))
                     )
                 except ClusterError as error:
                     controller.report(

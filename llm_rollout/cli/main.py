@@ -129,8 +129,9 @@ def schema_command() -> None:
 )
 def dagster_rbac_command(paths: tuple[Path, ...], namespace: str, service_account: str) -> None:
     """Print the RBAC that lets Dagster on Kubernetes release these models (YAML documents,
-    schema-validated): per model a Role in its namespace and a ClusterRole for its own
-    Namespace and volume by name plus read-only nodes/pods (the GPU preflight)."""
+    schema-validated): per model a Role in its namespace (with LeaderWorkerSets for a model
+    whose replica spans nodes) and a ClusterRole for its own Namespace and volume by name plus
+    read-only nodes/pods (the GPU preflight)."""
     try:
         specs = load_specs(_expand(paths))
     except SpecFileError as error:

@@ -120,19 +120,22 @@ def status(spec_path: Path, kubeconfig: Path | None, as_json: bool) -> None:
 
 def _status_document(spec: ReleaseSpec, cluster: ClusterClient) -> dict[str, Any]:
     """`status --json`: the controller's record, the recorded releases (newest first) and
-    the Deployments with their rollouts."""
+    the release workloads (Deployments, LeaderWorkerSets) with their rollouts."""
     history = ReleaseHistory(cluster, spec).read()
     record = RolloutStore(cluster, spec).read()
     since = datetime.fromtimestamp(record.since, UTC).isoformat(timespec="seconds")
     marks = {history.stable: "stable", history.canary: "canary"}
     deployments = []
-    for deployment in Lifecycle(cluster, spec).deployments():
+    for deployment in Lifecycle(cluster, spec).workloads():
         name = deployment["metadata"]["name"]
         release = release_of(deployment)
-        rollout = cluster.rollout_status(name, spec.namespace)
+        rollout = cluster.rollout_status(
+            name, spec.namespace, deployment["kind"], spec.rollout.progress_deadline_seconds
+        )
         deployments.append(
             {
                 "name": name,
+                "kind": deployment["kind"],
                 "release_id": release,
                 "track": marks.get(release, "idle"),
                 "available": rollout.available,
@@ -194,7 +197,9 @@ def _echo_status(document: dict[str, Any]) -> None:
             click.echo(f"      by hand: {decision}")
     click.echo("  deployments (one per retained release)")
     for deployment in document["deployments"]:
+        # a LeaderWorkerSet's replicas are groups of pods (a replica wider than a node)
+        kind = "" if deployment["kind"] == "Deployment" else f" ({deployment['kind']}, groups)"
         click.echo(
-            f"  {deployment['track']:7s} {deployment['name']}: {deployment['available']}/"
+            f"  {deployment['track']:7s} {deployment['name']}{kind}: {deployment['available']}/"
             f"{deployment['desired']} available, {deployment['phase']} ({deployment['reason']})"
         )

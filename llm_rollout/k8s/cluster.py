@@ -9,13 +9,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from llm_rollout.k8s.labels import FIELD_MANAGER
+from llm_rollout.k8s import workloads
+from llm_rollout.k8s.labels import FIELD_MANAGER, RELEASE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +55,8 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "Job": ("/apis/batch/v1", "jobs", True),
+    # multi-node replicas (kubernetes-sigs/lws): the CRD must be installed to use them
+    "LeaderWorkerSet": ("/apis/leaderworkerset.x-k8s.io/v1", "leaderworkersets", True),
 }
 
 
@@ -234,10 +238,13 @@ class ClusterClient:
                 log.info("%s/%s changed while we wrote it; re-reading", kind, name)
         raise ClusterError(f"{kind}/{name} kept changing under us ({CONFLICT_RETRIES} tries)")
 
-    def scale(self, name: str, namespace: str, replicas: int) -> None:
-        """Set a Deployment's replicas through its scale subresource."""
-        path = self._path("Deployment", namespace, name) + "/scale"
-        self._merge_patch(path, {"spec": {"replicas": replicas}}, "Deployment", name, namespace)
+    def scale(
+        self, name: str, namespace: str, replicas: int, kind: str = workloads.DEPLOYMENT
+    ) -> None:
+        """Set a workload's replicas through its scale subresource (a Deployment's, or a
+        LeaderWorkerSet's: the CRD declares /scale on .spec.replicas)."""
+        path = self._path(kind, namespace, name) + "/scale"
+        self._merge_patch(path, {"spec": {"replicas": replicas}}, kind, name, namespace)
 
     def merge_patch(self, kind: str, name: str, namespace: str | None, patch: Obj) -> Obj:
         """A JSON merge patch (RFC 7386) of the fields in `patch` only, recorded as an
@@ -296,9 +303,22 @@ class ClusterClient:
 
     # -- rollout status -----------------------------------------------------------------
 
-    def rollout_status(self, name: str, namespace: str) -> RolloutStatus:
-        """progressing, complete or stalled (with the reason) for a Deployment."""
-        deployment = self.get("Deployment", name, namespace)
+    def rollout_status(
+        self,
+        name: str,
+        namespace: str,
+        kind: str = workloads.DEPLOYMENT,
+        progress_deadline_seconds: int | None = None,
+    ) -> RolloutStatus:
+        """progressing, complete or stalled (with the reason) for a release's workload. A
+        Deployment keeps its own progress deadline; a LeaderWorkerSet has none, so the
+        caller's (the spec's `progress_deadline_seconds`) is applied to it here."""
+        workload = self.get(kind, name, namespace)
+        if kind == workloads.LEADER_WORKER_SET:
+            return self._group_status(workload, progress_deadline_seconds)
+        return self._deployment_status(workload)
+
+    def _deployment_status(self, deployment: Obj) -> RolloutStatus:
         spec, status = deployment["spec"], deployment.get("status") or {}
         desired = int(spec.get("replicas", 1))
         counts: dict[str, Any] = {
@@ -307,9 +327,7 @@ class ClusterClient:
             "available": int(status.get("availableReplicas", 0)),
             "ready": int(status.get("readyReplicas", 0)),
         }
-        if int(status.get("observedGeneration", 0)) < int(
-            deployment["metadata"].get("generation", 1)
-        ):
+        if not _observed(deployment):
             return RolloutStatus(
                 "progressing", "waiting for the controller to see the change", **counts
             )
@@ -335,18 +353,72 @@ class ClusterClient:
             **counts,
         )
 
-    def _pod_trouble(self, deployment: Obj, only_fatal: bool = False) -> str | None:
-        """Why the newest pods do not become ready: pull errors, crash loops, no GPU."""
-        namespace = deployment["metadata"]["namespace"]
-        selector = ",".join(
-            f"{k}={v}" for k, v in deployment["spec"]["selector"].get("matchLabels", {}).items()
+    def _group_status(self, lws: Obj, deadline_seconds: int | None) -> RolloutStatus:
+        """A LeaderWorkerSet's rollout, in groups: updatedReplicas and readyReplicas count
+        groups (surge groups too) and `replicas` the groups created; done when the
+        controller has seen the change, Available holds and no surge group is left (lws
+        v0.10 leaderworkerset_controller.go, updateStatus and updateConditions).
+
+        Stalled when a pod of any group cannot run (a worker's image, no node for a worker),
+        or past `deadline_seconds` of Progressing. LWS has no progress deadline of its own,
+        and a crash loop never shows as one: a restarting pod takes its group down and the
+        group is created again with fresh pods (restartPolicy RecreateGroupOnPodRestart)."""
+        status = lws.get("status") or {}
+        desired = workloads.replicas(lws)
+        ready = int(status.get("readyReplicas", 0))
+        counts: dict[str, Any] = {
+            "desired": desired,
+            "updated": int(status.get("updatedReplicas", 0)),
+            "available": ready,
+            "ready": ready,
+        }
+        if not _observed(lws):
+            return RolloutStatus(
+                "progressing", "waiting for the controller to see the change", **counts
+            )
+        trouble = self._pod_trouble(lws, only_fatal=True)
+        if trouble:
+            waiting = trouble.startswith(UNSCHEDULABLE)
+            return RolloutStatus("stalled", trouble, **counts, unschedulable=waiting)
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        if (
+            conditions.get("Available", {}).get("status") == "True"
+            and counts["updated"] >= desired
+            and ready >= desired
+            and int(status.get("replicas", 0)) == desired
+        ):
+            return RolloutStatus("complete", "all groups updated and ready", **counts)
+        progressing = conditions.get("Progressing", {})
+        since = _seconds_since(progressing.get("lastTransitionTime"))
+        if (
+            deadline_seconds is not None
+            and progressing.get("status") == "True"
+            and since is not None
+            and since > deadline_seconds
+        ):
+            detail = self._pod_trouble(lws) or (
+                "groups did not become ready (a pod that restarts has its group recreated)"
+            )
+            return RolloutStatus(
+                "stalled",
+                f"ProgressDeadlineExceeded: progressing for {since:.0f}s, over the "
+                f"{deadline_seconds}s deadline: {detail}",
+                **counts,
+            )
+        return RolloutStatus(
+            "progressing",
+            f"{counts['updated']} of {desired} groups updated, {ready} ready",
+            **counts,
         )
-        template_release = (deployment["spec"]["template"]["metadata"].get("labels") or {}).get(
-            "llm-rollout.io/release"
-        )
-        for pod in self.list_objects("Pod", namespace, selector):
+
+    def _pod_trouble(self, workload: Obj, only_fatal: bool = False) -> str | None:
+        """Why the newest pods do not become ready: pull errors, crash loops, no GPU — of
+        any pod of the release (a LeaderWorkerSet's workers included)."""
+        namespace = workload["metadata"]["namespace"]
+        release = workloads.pods_release(workload)
+        for pod in self.list_objects("Pod", namespace, workloads.pod_selector(workload)):
             labels = pod["metadata"].get("labels") or {}
-            if template_release and labels.get("llm-rollout.io/release") != template_release:
+            if release and labels.get(RELEASE) != release:
                 continue
             if pod["metadata"].get("deletionTimestamp"):
                 continue
@@ -439,6 +511,22 @@ class ClusterClient:
             )
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _observed(workload: Obj) -> bool:
+    """Whether the workload's controller has seen its latest spec: status.observedGeneration
+    (a LeaderWorkerSet's too, since lws v0.9: status.observedGeneration, kubernetes-sigs/lws
+    #807)."""
+    observed = int((workload.get("status") or {}).get("observedGeneration", 0))
+    return observed >= int(workload["metadata"].get("generation", 1))
+
+
+def _seconds_since(timestamp: str | None) -> float | None:
+    """Seconds since an RFC 3339 timestamp of the API server, or None without one."""
+    if not timestamp:
+        return None
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 def _message(error: ApiException) -> str:

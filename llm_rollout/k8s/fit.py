@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_rollout.k8s.leaderworkerset import group_size
 from llm_rollout.spec.quantity import parse_quantity
 from llm_rollout.spec.rules import Problem
 from llm_rollout.spec.schema import ReleaseSpec
@@ -419,7 +420,8 @@ def _more_gpus_advice(spec: ReleaseSpec, weights_bytes: int, usable: int, overhe
         f"tensor_parallel_size {tp}"
         if tp <= per_node
         else f"{tp} GPUs (tensor_parallel_size {per_node} × pipeline_parallel_size "
-        f"{-(-tp // per_node)} across nodes; multi-node releases are not deployed yet)"
+        f"{-(-tp // per_node)} across nodes, deployed as a LeaderWorkerSet of "
+        f"{-(-tp // per_node)} nodes a replica)"
     )
     return (
         f"use at least {where} of this product, a GPU with more memory, or quantized "
@@ -428,19 +430,24 @@ def _more_gpus_advice(spec: ReleaseSpec, weights_bytes: int, usable: int, overhe
 
 
 def _placement_problems(spec: ReleaseSpec) -> list[Problem]:
-    """A replica is one pod: its GPUs must be on one node until multi-node replicas exist."""
-    resources = spec.resources
-    if resources.gpus <= resources.gpus_per_node:
+    """A replica wider than one node is a group of pods, one a node (a LeaderWorkerSet,
+    k8s.leaderworkerset): its GPUs must split evenly over the group's pods, and each pod hold
+    whole tensor-parallel groups — tensor parallelism inside a node, pipeline parallelism
+    across nodes."""
+    resources, tp = spec.resources, spec.serving.tensor_parallel_size
+    size = group_size(spec)
+    per_pod, rest = divmod(resources.gpus, size)
+    if size == 1 or (rest == 0 and per_pod % tp == 0):
         return []
-    nodes = -(-resources.gpus // resources.gpus_per_node)
     return [
         Problem(
             "resources.gpus",
-            f"{resources.gpus} GPUs per replica span {nodes} nodes of {resources.gpus_per_node}, "
-            "but the release flow deploys a replica as one pod on one node (multi-node "
-            "replicas render as LeaderWorkerSets, k8s/leaderworkerset.py, but are not deployed "
-            "yet); no scheduler could place it. Use GPUs with more memory, quantized weights, "
-            "or nodes with more GPUs",
+            f"{resources.gpus} GPUs per replica span {size} nodes of {resources.gpus_per_node}: "
+            f"a multi-node replica is {size} pods of equal GPUs, each holding whole "
+            f"tensor-parallel groups of {tp}, and {resources.gpus} GPUs do not split so. Use "
+            f"tensor_parallel_size × pipeline_parallel_size with the pipeline stages spread "
+            f"evenly over nodes (e.g. tensor_parallel_size {resources.gpus_per_node} × "
+            f"pipeline_parallel_size {size})",
         )
     ]
 
@@ -452,7 +459,7 @@ def _host_memory(
     resources = spec.resources
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    gpus_in_pod = min(resources.gpus, resources.gpus_per_node)
+    gpus_in_pod = resources.gpus // group_size(spec)  # a multi-node replica: one pod's
     shm = int(parse_quantity(resources.shm_size))
     memory = int(parse_quantity(resources.memory))
     if gpus_in_pod > 1 and shm < MIN_SHM_MULTI_GPU:

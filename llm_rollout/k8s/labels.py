@@ -31,7 +31,7 @@ PROMETHEUS_NAMESPACE = "monitoring"
 API_KEY_SECRET_KEY = "api-key"
 
 
-def deployment_name(spec: ReleaseSpec, release_id: str) -> str:
+def workload_name(spec: ReleaseSpec, release_id: str) -> str:
     """'<name>-<release id>': one Deployment per release, whichever track it serves on."""
     return f"{spec.name}-{release_id}"
 

@@ -27,13 +27,15 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 
-from llm_rollout.k8s.validation import strict_schema
+from llm_rollout.k8s.crd_schema import strict_schema
 from llm_rollout.k8s.vllm_args import uses_serve_entrypoint
 from llm_rollout.spec import ReleaseSpec
 
 Manifest = dict[str, Any]
-API_VERSION = "leaderworkerset.x-k8s.io/v1"
+GROUP = "leaderworkerset.x-k8s.io"
+API_VERSION = f"{GROUP}/v1"
 KIND = "LeaderWorkerSet"
+CRD_RELEASE = "v0.10.0"  # the kubernetes-sigs/lws release whose CRD is vendored (schemas/)
 SCHEMA = Path(__file__).parent / "schemas" / "leaderworkerset.x-k8s.io_v1_leaderworkerset.json"
 # Shipped in the official vllm/vllm-openai image (vLLM's examples/online_serving/).
 MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
@@ -173,7 +175,7 @@ def _set_gpus(container: Manifest, gpus: str) -> None:
 
 @cache
 def lws_schema() -> dict[str, Any]:
-    """The LeaderWorkerSet CRD's openAPIV3Schema (v1, LWS v0.10.0), made strict: a field it
+    """The LeaderWorkerSet CRD's openAPIV3Schema (v1, LWS `CRD_RELEASE`), made strict: a field it
     does not define is an error, as strict field validation reports it."""
     strict: dict[str, Any] = strict_schema(json.loads(SCHEMA.read_text()))
     return strict

@@ -1,5 +1,8 @@
-"""The release lifecycle on a cluster: one Deployment per release, and releases replacing
-each other by scaling those Deployments — never by rewriting a pod template.
+"""The release lifecycle on a cluster: one workload per release, and releases replacing
+each other by scaling those workloads — never by rewriting a pod template. A release's
+workload is its Deployment, or its LeaderWorkerSet when a replica is a group of pods on
+several nodes (k8s.workloads); below, "Deployment" stands for either, and for a
+LeaderWorkerSet a replica is a whole group.
 
   canary     the new release's Deployment at `canary_replicas`, beside stable
   promote    scale the canary's Deployment up to `replicas` and the old release's down, step
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_rollout.k8s import labels as names
-from llm_rollout.k8s import manifests, router_manifests
+from llm_rollout.k8s import manifests, router_manifests, workloads
 from llm_rollout.k8s.cluster import ClusterClient, FieldOwnershipConflict, NotFound, RolloutStatus
 from llm_rollout.k8s.history import (
     History,
@@ -36,8 +39,9 @@ from llm_rollout.k8s.history import (
     UnknownRelease,
     new_record,
 )
+from llm_rollout.k8s.leaderworkerset import group_size
 from llm_rollout.k8s.manifests import Manifest
-from llm_rollout.k8s.preflight import gpu_capacity, require_gpus
+from llm_rollout.k8s.preflight import gpu_capacity, placeable_replicas, require_gpus
 from llm_rollout.k8s.release import Release
 from llm_rollout.k8s.router_traffic import RouterTraffic
 from llm_rollout.k8s.validation import validate_objects
@@ -68,30 +72,43 @@ class Lifecycle:
         """The model's router config and release Services (no-ops without `routing:`)."""
         return RouterTraffic(self.cluster, self.spec)
 
-    def deployment_name(self, release_id: str) -> str:
-        return names.deployment_name(self.spec, release_id)
+    def workload_name(self, release_id: str) -> str:
+        return names.workload_name(self.spec, release_id)
 
-    def deployments(self) -> list[Manifest]:
-        """Every Deployment of the model: one per retained release (and, before the first
-        release after an upgrade, the two fixed Deployments of earlier versions)."""
-        return self.cluster.list_objects(
-            "Deployment", self.spec.namespace, names.model_selector(self.spec)
-        )
+    def workloads(self) -> list[Manifest]:
+        """Every Deployment (and LeaderWorkerSet) of the model: one per retained release (and,
+        before the first release after an upgrade, the two fixed Deployments of earlier
+        versions)."""
+        selector = names.model_selector(self.spec)
+        return [
+            workload
+            for kind in workloads.kinds_for(self.spec)
+            for workload in self.cluster.list_objects(kind, self.spec.namespace, selector)
+        ]
+
+    def workload(self, release_id: str) -> Manifest | None:
+        """The release's workload, of whichever kind it runs as, or None."""
+        name = self.workload_name(release_id)
+        for kind in workloads.kinds_for(self.spec):
+            found = self.cluster.find(kind, name, self.spec.namespace)
+            if found is not None:
+                return found
+        return None
 
     # -- starting a release -------------------------------------------------------------
 
     def start_canary(self, release: Release) -> ReleaseRecord:
         """Record the release and run its Deployment at `canary_replicas` beside stable."""
         replicas = self.spec.rollout.canary_replicas
-        canary = manifests.deployment(release, replicas)
+        canary = manifests.workload(release, replicas)
         validate_objects([canary])
-        running = self.cluster.find("Deployment", canary["metadata"]["name"], self.spec.namespace)
-        if not running or int(running["spec"].get("replicas") or 0) < replicas:
+        running = self.cluster.find(canary["kind"], canary["metadata"]["name"], self.spec.namespace)
+        if not running or workloads.replicas(running) < replicas:
             require_gpus(self.cluster, self.spec, replicas, "the canary")
         self._apply_platform()
         record = self._record(release)
         self._apply_release(canary)
-        self._label_track(canary["metadata"]["name"], "canary")
+        self._label_track(canary, "canary")
         history = self.history.mark(canary=release.release_id)
         self.traffic.ensure(history.stable)  # the canary's share is the controller's to give
         log.info("canary %s started for %s", release.release_id, self.spec.name)
@@ -101,13 +118,13 @@ class Lifecycle:
         """Install a model that has no stable release yet: its Deployment at full size
         (the caller waits for it)."""
         replicas = self._target_replicas()
-        deployment = manifests.deployment(release, replicas)
-        validate_objects([deployment])
+        workload = manifests.workload(release, replicas)
+        validate_objects([workload])
         require_gpus(self.cluster, self.spec, replicas, "the first release")
         self._apply_platform()
         record = self._record(release)
-        self._apply_release(deployment)
-        self._label_track(deployment["metadata"]["name"], "stable")
+        self._apply_release(workload)
+        self._label_track(workload, "stable")
         self._apply_autoscaler(release.release_id)
         self.history.mark(stable=release.release_id)
         self.traffic.follow(default=release.release_id)
@@ -118,15 +135,15 @@ class Lifecycle:
     ) -> RolloutStatus:
         """The rolling strategy: record the release and shift the model to it from zero
         (no canary phase); stable once every replica is available."""
-        deployment = manifests.deployment(release, 0)
-        validate_objects([deployment])
+        workload = manifests.workload(release, 0)
+        validate_objects([workload])
         surge = _pods(self.spec.rollout.max_surge, self.spec.replicas, round_up=True)
         if surge and not _pods(self.spec.rollout.max_unavailable, self.spec.replicas, False):
             require_gpus(self.cluster, self.spec, surge, "the rolling update")
         self._apply_platform()
         self._record(release)
-        self._apply_release(deployment)
-        self._label_track(deployment["metadata"]["name"], "canary")
+        self._apply_release(workload)
+        self._label_track(workload, "canary")
         status = self.shift(release.release_id, on_poll, timeout)
         if status.phase == "complete":
             self._settle(release.release_id)
@@ -141,15 +158,10 @@ class Lifecycle:
         if history.canary is None:
             raise UnknownRelease(f"{self.spec.name} has no canary to promote")
         self._require(history, history.canary)
-        if (
-            self.cluster.find(
-                "Deployment", self.deployment_name(history.canary), self.spec.namespace
-            )
-            is None
-        ):
+        if self.workload(history.canary) is None:
             raise UnknownRelease(
-                f"the canary {history.canary} of {self.spec.name} has no Deployment "
-                f"({self.deployment_name(history.canary)}) to promote"
+                f"the canary {history.canary} of {self.spec.name} has no workload "
+                f"({self.workload_name(history.canary)}) to promote"
             )
         status = self.shift(history.canary, on_poll, timeout)
         if status.phase == "complete":
@@ -160,9 +172,10 @@ class Lifecycle:
         """Stop the canary: its Deployment to zero (kept, for an exact relaunch). Stable is
         untouched."""
         history = self.history.read()
-        if history.canary and history.canary != history.stable:
-            with contextlib.suppress(NotFound):  # recorded, never applied
-                self._scale(self.deployment_name(history.canary), 0)
+        canary = self.workload(history.canary) if history.canary else None
+        if canary is not None and history.canary != history.stable:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                self._scale(canary["kind"], canary["metadata"]["name"], 0)
         self.history.mark(clear_canary=True)
         self.traffic.follow(default=history.stable)
 
@@ -180,13 +193,13 @@ class Lifecycle:
         if target is None:
             raise UnknownRelease(f"{self.spec.name} has no stable release to roll back to")
         record = self._require(history, target)
-        name = self.deployment_name(target)
-        if self.cluster.find("Deployment", name, self.spec.namespace) is None:
+        if self.workload(target) is None:
             router = router_manifests.router_name(self.spec)
             recorded = next(
                 m
                 for m in record.manifests
-                if m["kind"] == "Deployment" and m["metadata"]["name"] != router
+                if m["kind"] in (workloads.DEPLOYMENT, workloads.LEADER_WORKER_SET)
+                and m["metadata"]["name"] != router
             )
             restored = manifests.versioned(recorded, self.spec)
             restored["spec"]["replicas"] = 0
@@ -210,7 +223,11 @@ class Lifecycle:
         (`_settle`): an HPA scaling the old release back up would fight every step.
         Returns the new Deployment's status: complete, stalled (it cannot become ready, or
         the shift outlived the progress deadline), or progressing at `timeout`."""
-        name = self.deployment_name(release_id)
+        name = self.workload_name(release_id)
+        found = self.workload(release_id)
+        if found is None:
+            raise NotFound(f"{name} not found in {self.spec.namespace}: nothing to shift to")
+        kind = found["kind"]
         target = self._target_replicas()
         surge = _pods(self.spec.rollout.max_surge, target, round_up=True)
         unavailable = _pods(self.spec.rollout.max_unavailable, target, round_up=False)
@@ -219,19 +236,20 @@ class Lifecycle:
         if self.spec.autoscaling:
             with contextlib.suppress(NotFound):
                 self.cluster.delete("HorizontalPodAutoscaler", self.spec.name, self.spec.namespace)
-        for status, expired in self._polls(name, on_poll, timeout):
+        for status, expired in self._polls(name, on_poll, timeout, kind):
             if status.phase == "stalled" and not status.unschedulable:
                 return status
+            model = self.workloads()
             others = [
-                d for d in self.deployments() if d["metadata"]["name"] != name and _replicas(d) > 0
+                w for w in model if w["metadata"]["name"] != name and workloads.replicas(w) > 0
             ]
             ready = min(status.available, status.updated)
             keep = max(0, target - unavailable - ready)
             others_total = self._scale_others_down(others, keep)
             # pods scaled down still hold their GPUs while they drain: count them against
             # the surge until they are gone
-            holding = max(others_total, self._pods_of_others(release_id))
-            grown = self._grow(name, status.desired, target, surge, holding)
+            holding = max(others_total, self._replicas_of_others(release_id, model))
+            grown = self._grow(kind, name, status.desired, target, surge, holding)
             self.traffic.follow()  # the router's weights follow the serving pods
             if (
                 grown == status.desired == target
@@ -241,7 +259,7 @@ class Lifecycle:
                 return status
             if expired:
                 waiting = (
-                    f"no free GPU for the next pod ({self.spec.resources.gpus} needed)"
+                    self._no_room()
                     if grown < target and grown == status.desired and status.phase == "complete"
                     else status.reason
                 )
@@ -256,46 +274,56 @@ class Lifecycle:
                 )
         raise AssertionError("unreachable")
 
-    def _pods_of_others(self, release_id: str) -> int:
-        """Pods of the model's other releases that still hold their node's resources
-        (running, starting or terminating)."""
-        return sum(
-            1
-            for pod in self.cluster.list_objects(
-                "Pod", self.spec.namespace, names.model_selector(self.spec)
+    def _replicas_of_others(self, release_id: str, model: list[Manifest]) -> int:
+        """Replicas of the model's other releases that still hold their nodes' resources
+        (running, starting or terminating): a pod each, or a group of pods each for a
+        LeaderWorkerSet — counted while any pod of the group is left. Workers lack the
+        model's labels (the Service must not select them): a pod is the model's by its
+        release label."""
+        releases = {release_of(w) for w in model} - {release_id}
+        held = {
+            _replica_key(pod)
+            for pod in self.cluster.list_objects("Pod", self.spec.namespace, names.RELEASE)
+            if _labels(pod).get(names.RELEASE) != release_id
+            and (
+                _labels(pod).get(names.RELEASE) in releases
+                or _labels(pod).get("app.kubernetes.io/name") == self.spec.name
             )
-            if (pod["metadata"].get("labels") or {}).get(names.RELEASE) not in (None, release_id)
             and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-        )
+        }
+        return len(held)
 
     def _scale_others_down(self, others: list[Manifest], keep: int) -> int:
         """Scale the other releases to `keep` replicas in total, newest kept longest; their
         replicas after."""
-        total = sum(_replicas(d) for d in others)
+        total = sum(workloads.replicas(d) for d in others)
         excess = total - keep
-        for deployment in sorted(others, key=_created):  # oldest release first
+        for workload in sorted(others, key=_created):  # oldest release first
             if excess <= 0:
                 break
-            current = _replicas(deployment)
+            current = workloads.replicas(workload)
             lower = max(0, current - excess)
-            self._scale(deployment["metadata"]["name"], lower)
+            self._scale(workload["kind"], workload["metadata"]["name"], lower)
             excess -= current - lower
             total -= current - lower
         return total
 
-    def _grow(self, name: str, desired: int, target: int, surge: int, others: int) -> int:
-        """Scale the new release towards `target` within the surge and the free GPUs."""
+    def _grow(
+        self, kind: str, name: str, desired: int, target: int, surge: int, others: int
+    ) -> int:
+        """Scale the new release towards `target` within the surge and the free GPUs (a
+        multi-node replica only once its whole group can be placed)."""
         want = min(target, max(0, target + surge - others))
         if want <= desired:
             if desired > target:  # more canary replicas than the model runs
-                self._scale(name, target)
+                self._scale(kind, name, target)
                 return target
             return desired
         if self.spec.resources.gpus:
-            free = gpu_capacity(self.cluster, self.spec).placeable(self.spec.resources.gpus)
+            free = placeable_replicas(gpu_capacity(self.cluster, self.spec), self.spec)
             want = min(want, desired + free)
         if want > desired:
-            self._scale(name, want)
+            self._scale(kind, name, want)
             log.info("%s: %d → %d replicas", name, desired, want)
         return max(want, desired)
 
@@ -305,7 +333,7 @@ class Lifecycle:
         scaling = self.spec.autoscaling
         if scaling is None:
             return self.spec.replicas
-        current = max((_replicas(d) for d in self.deployments()), default=scaling.min)
+        current = max((workloads.replicas(d) for d in self.workloads()), default=scaling.min)
         return min(scaling.max, max(scaling.min, current))
 
     def _settle(self, release_id: str) -> None:
@@ -316,21 +344,21 @@ class Lifecycle:
         keep = {release_id} | {
             r.release_id for r in history.releases[-(self.spec.rollout.retained_releases + 1) :]
         }
-        for deployment in self.deployments():
-            name = deployment["metadata"]["name"]
-            release = (deployment["metadata"].get("labels") or {}).get(names.RELEASE, "")
-            if name == self.deployment_name(release_id):
-                self._label_track(name, "stable")
+        for workload in self.workloads():
+            name = workload["metadata"]["name"]
+            release = release_of(workload)
+            if name == self.workload_name(release_id):
+                self._label_track(workload, "stable")
                 continue
             legacy = name in names.legacy_deployment_names(self.spec)
-            if _replicas(deployment) == 0 and (legacy or release not in keep):
+            if workloads.replicas(workload) == 0 and (legacy or release not in keep):
                 log.info("removing %s (beyond the %d retained releases)", name, len(keep) - 1)
                 with contextlib.suppress(NotFound):
-                    self.cluster.delete("Deployment", name, self.spec.namespace)
+                    self.cluster.delete(workload["kind"], name, self.spec.namespace)
                 if not legacy:
                     self.traffic.remove_release(release)
             elif not legacy:
-                self._label_track(name, "idle")
+                self._label_track(workload, "idle")
         self.traffic.follow(default=release_id)
 
     # -- internals ----------------------------------------------------------------------
@@ -338,20 +366,24 @@ class Lifecycle:
     def wait(
         self, name: str, on_poll: Poll | None = None, timeout: float | None = None
     ) -> RolloutStatus:
-        """Poll a Deployment's rollout until it completes or stalls (or `timeout` passes)."""
-        for status, expired in self._polls(name, on_poll, timeout):
+        """Poll a new release's rollout (its workload of the spec's kind) until it completes
+        or stalls (or `timeout` passes)."""
+        kind = workloads.kind_for(self.spec)
+        for status, expired in self._polls(name, on_poll, timeout, kind):
             if status.done or expired:
                 return status
         raise AssertionError("unreachable")
 
     def _polls(
-        self, name: str, on_poll: Poll | None, timeout: float | None
+        self, name: str, on_poll: Poll | None, timeout: float | None, kind: str
     ) -> Iterator[tuple[RolloutStatus, bool]]:
-        """A Deployment's rollout status every `poll_seconds` (each shown to `on_poll`), and
+        """A workload's rollout status every `poll_seconds` (each shown to `on_poll`), and
         whether `timeout` (default: the progress deadline and a minute) has passed."""
         deadline = time.monotonic() + self._limit(timeout)
         while True:
-            status = self.cluster.rollout_status(name, self.spec.namespace)
+            status = self.cluster.rollout_status(
+                name, self.spec.namespace, kind, self.spec.rollout.progress_deadline_seconds
+            )
             if on_poll:
                 on_poll(status)
             yield status, time.monotonic() > deadline
@@ -393,8 +425,8 @@ class Lifecycle:
             )
         return record
 
-    def _apply_release(self, deployment: Manifest) -> None:
-        """Apply a release's Deployment, taking `spec.replicas` back from our own last scale.
+    def _apply_release(self, workload: Manifest) -> None:
+        """Apply a release's workload, taking `spec.replicas` back from our own last scale.
 
         Shifts scale Deployments through /scale, which always succeeds (an update takes the
         fields it changes). The API server records that write as a manager of its own,
@@ -405,32 +437,42 @@ class Lifecycle:
         with force. Any other conflict is someone's hand edit and is raised, never
         overwritten."""
         try:
-            self.cluster.apply(deployment)
+            self.cluster.apply(workload)
         except FieldOwnershipConflict as conflict:
             if not conflict.only_replicas_scaled_by(self.cluster.field_manager):
                 raise
-            log.info(
-                "taking %s's replicas back from our own /scale", deployment["metadata"]["name"]
-            )
-            self.cluster.apply(deployment, force=True)
-        self.traffic.add_release(release_of(deployment))  # its Service, for the router
+            log.info("taking %s's replicas back from our own /scale", workload["metadata"]["name"])
+            self.cluster.apply(workload, force=True)
+        self.traffic.add_release(release_of(workload))  # its Service, for the router
 
-    def _scale(self, name: str, replicas: int) -> None:
-        self.cluster.scale(name, self.spec.namespace, replicas)
+    def _scale(self, kind: str, name: str, replicas: int) -> None:
+        self.cluster.scale(name, self.spec.namespace, replicas, kind)
 
-    def _label_track(self, name: str, track: str) -> None:
-        """The Deployment's track label (a merge patch of its metadata: no pod changes)."""
+    def _no_room(self) -> str:
+        """Why the next replica waits: no node with its GPUs, or no nodes for its group."""
+        size, gpus = group_size(self.spec), self.spec.resources.gpus
+        if size == 1:
+            return f"no free GPU for the next pod ({gpus} needed)"
+        return f"no free GPUs for the next group ({size} nodes × {gpus // size} needed)"
+
+    def _label_track(self, workload: Manifest, track: str) -> None:
+        """The workload's track label (a merge patch of its metadata: no pod changes)."""
         with contextlib.suppress(NotFound):
             self.cluster.merge_patch(
-                "Deployment",
-                name,
+                workload["kind"],
+                workload["metadata"]["name"],
                 self.spec.namespace,
                 {"metadata": {"labels": {names.TRACK: track}}},
             )
 
 
-def _replicas(deployment: Manifest) -> int:
-    return int((deployment.get("spec") or {}).get("replicas", 1) or 0)
+def _labels(obj: Manifest) -> dict[str, str]:
+    return dict(obj["metadata"].get("labels") or {})
+
+
+def _replica_key(pod: Manifest) -> str:
+    """The replica a pod is part of: its LeaderWorkerSet group, or the pod itself."""
+    return _labels(pod).get(workloads.LWS_GROUP_KEY_LABEL) or pod["metadata"]["name"]
 
 
 def _created(deployment: Manifest) -> str:
@@ -447,6 +489,6 @@ def _pods(value: int | str, replicas: int, round_up: bool) -> int:
     return value
 
 
-def release_of(deployment: dict[str, Any]) -> str:
-    """The release a Deployment of the model runs (its label)."""
-    return str((deployment["metadata"].get("labels") or {}).get(names.RELEASE, ""))
+def release_of(workload: dict[str, Any]) -> str:
+    """The release a workload of the model runs (its label)."""
+    return str((workload["metadata"].get("labels") or {}).get(names.RELEASE, ""))

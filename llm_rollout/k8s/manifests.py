@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from llm_rollout.k8s import labels as names
-from llm_rollout.k8s import pod_security, router_manifests
+from llm_rollout.k8s import leaderworkerset, pod_security, router_manifests, workloads
 from llm_rollout.k8s.drain import DEFAULT_TARGET_VERSION, pre_stop
 from llm_rollout.k8s.labels import HTTP_PORT, HTTP_PORT_NAME
 from llm_rollout.k8s.release import Release
@@ -109,7 +109,7 @@ def deployment(
     part of it: the lifecycle sets and moves that label with a patch of its own, so applying
     the release again never fights over it."""
     spec = release.spec
-    name = names.deployment_name(spec, release.release_id)
+    name = names.workload_name(spec, release.release_id)
     selector = names.selector_labels(spec, release.release_id)
     pod_labels = {
         **names.common_labels(spec),
@@ -156,20 +156,34 @@ def deployment(
     }
 
 
+def workload(
+    release: Release, replicas: int, kubernetes_version: str = DEFAULT_TARGET_VERSION
+) -> Manifest:
+    """The object that runs `release`: its Deployment when a replica fits one node, else the
+    same Deployment made a LeaderWorkerSet of one group of pods a replica (same name, labels
+    and pods, leaders behind the model's Service)."""
+    made = deployment(release, replicas, kubernetes_version)
+    if not leaderworkerset.is_multi_node(release.spec):
+        return made
+    return leaderworkerset.leaderworkerset(made, release.spec, names.service_selector(release.spec))
+
+
 def versioned(recorded: Manifest, spec: ReleaseSpec) -> Manifest:
     """A recorded release's Deployment in the layout of one Deployment per release.
 
     Releases recorded by earlier versions of llm-rollout were applied as the fixed '<model>'
     Deployment (selecting `track: stable`); the pod template is kept exactly, only the name,
     the selector and the labels that tied it to a track change. A Deployment already in
-    this layout comes back unchanged."""
+    this layout (and any LeaderWorkerSet: they came with it) comes back unchanged."""
+    if recorded["kind"] == leaderworkerset.KIND:
+        return copy.deepcopy(recorded)
     deployment = copy.deepcopy(recorded)
     release_id = deployment["metadata"].get("labels", {}).get(names.RELEASE) or deployment[
         "metadata"
     ].get("annotations", {}).get(names.RELEASE)
     if not release_id:
         raise ValueError("a recorded Deployment without its release label")
-    name = names.deployment_name(spec, release_id)
+    name = names.workload_name(spec, release_id)
     selector = names.selector_labels(spec, release_id)
     metadata = deployment["metadata"]
     metadata["name"] = name
@@ -357,15 +371,29 @@ def network_policy(spec: ReleaseSpec) -> Manifest:
                         ),
                     ],
                     "ports": [{"protocol": "TCP", "port": HTTP_PORT_NAME}],
-                }
+                },
+                *_ray_from_workers(spec),
             ],
         },
     }
 
 
+def _ray_from_workers(spec: ReleaseSpec) -> list[Manifest]:
+    """For a multi-node model: the leaders also take its workers' Ray traffic (GCS, object
+    manager, worker ports: many, some random), so any port from llm-rollout's workers in the
+    namespace. The workers themselves are not selected (they lack the Service's labels)."""
+    if not leaderworkerset.is_multi_node(spec):
+        return []
+    workers = {
+        "app.kubernetes.io/managed-by": "llm-rollout",
+        leaderworkerset.ROLE_LABEL: "worker",
+    }
+    return [{"from": [{"podSelector": {"matchLabels": workers}}]}]
+
+
 def autoscaler(spec: ReleaseSpec, release_id: str) -> Manifest | None:
     """An autoscaling/v2 HPA on a per-pod vLLM metric served by prometheus-adapter, scaling
-    the stable release's Deployment (never a canary): it moves to the new release when a
+    the stable release's workload (never a canary): it moves to the new release when a
     promotion completes (k8s.lifecycle)."""
     scaling = spec.autoscaling
     if scaling is None:
@@ -380,11 +408,7 @@ def autoscaler(spec: ReleaseSpec, release_id: str) -> Manifest | None:
             "labels": names.common_labels(spec),
         },
         "spec": {
-            "scaleTargetRef": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": names.deployment_name(spec, release_id),
-            },
+            "scaleTargetRef": workloads.scale_target(spec, release_id),
             "minReplicas": scaling.min,
             "maxReplicas": scaling.max,
             "metrics": [
@@ -492,6 +516,16 @@ def access(spec: ReleaseSpec, subject: tuple[str, str] | None = None) -> list[Ma
         {"apiGroups": [group], "resources": kinds, "verbs": verbs}
         for group, kinds, verbs in NAMESPACED_RULES
     ]
+    if leaderworkerset.is_multi_node(spec):
+        # its releases are LeaderWorkerSets, scaled through /scale like Deployments; a
+        # single-node model gets no rights on a CRD it does not use (nor needs it installed)
+        namespaced.append(
+            {
+                "apiGroups": [leaderworkerset.GROUP],
+                "resources": ["leaderworkersets", "leaderworkersets/scale"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
+        )
     if spec.quality is not None:
         # the quality gate talks to the pods directly, with the key vLLM requires of clients
         namespaced.append(
@@ -556,12 +590,13 @@ def platform_objects(spec: ReleaseSpec) -> list[Manifest]:
 def release_objects(
     release: Release, kubernetes_version: str = DEFAULT_TARGET_VERSION
 ) -> list[Manifest]:
-    """The release's Deployment as stable, at the spec's replicas (what the history records;
-    k8s.lifecycle creates it at the replicas each step needs), and with a router its Service."""
+    """The release's workload (Deployment or LeaderWorkerSet) as stable, at the spec's replicas
+    (what the history records; k8s.lifecycle creates it at the replicas each step needs), and
+    with a router its Service."""
     spec = release.spec
     replicas = spec.autoscaling.min if spec.autoscaling else spec.replicas
     service = [router_manifests.release_service(spec, release.release_id)] if spec.routing else []
-    return [deployment(release, replicas, kubernetes_version), *service]
+    return [workload(release, replicas, kubernetes_version), *service]
 
 
 def all_objects(

@@ -100,7 +100,7 @@ def require_gpus(cluster: ClusterClient, spec: ReleaseSpec, pods: int, purpose: 
             f"({capacity.used} in use). Free GPUs, lower rollout.canary_replicas or "
             "rollout.max_surge, or use the 'rolling' strategy with max_unavailable 1"
         )
-    placeable = capacity.placeable(per_pod) // size
+    placeable = placeable_replicas(capacity, spec)
     if placeable < pods:
         largest = max((free for _, free in capacity.free_by_node), default=0)
         per_node = ", ".join(f"{name} {free}" for name, free in capacity.free_by_node)
@@ -123,6 +123,13 @@ def require_gpus(cluster: ClusterClient, spec: ReleaseSpec, pods: int, purpose: 
             f"{per_node}). {advice[0].upper()}{advice[1:]}"
         )
     return capacity
+
+
+def placeable_replicas(capacity: GpuCapacity, spec: ReleaseSpec) -> int:
+    """How many more replicas of the spec the free GPUs hold, counted whole: each pod on one
+    node, and a multi-node replica only with all its `group_size` pods placed."""
+    size = group_size(spec)
+    return capacity.placeable(spec.resources.gpus // size) // size
 
 
 def _usable(node: dict[str, Any], spec: ReleaseSpec) -> bool:

@@ -78,7 +78,7 @@ def router_selector(spec: ReleaseSpec) -> dict[str, str]:
 
 def release_service_name(spec: ReleaseSpec, release_id: str) -> str:
     """'<model>-<release id>', the name of the release's Deployment too."""
-    return names.deployment_name(spec, release_id)
+    return names.workload_name(spec, release_id)
 
 
 def release_service(spec: ReleaseSpec, release_id: str) -> Manifest:

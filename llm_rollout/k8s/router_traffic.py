@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_rollout.k8s import labels as names
-from llm_rollout.k8s import router_manifests
+from llm_rollout.k8s import router_manifests, workloads
 from llm_rollout.k8s.cluster import ClusterClient, NotFound
 from llm_rollout.router.config import Release as RoutedRelease
 from llm_rollout.router.config import RouterConfig, RouterConfigError, config_for, parse_config
@@ -136,16 +136,16 @@ class RouterTraffic:
         the router leaves its pods before they stop). Releases with none are left out."""
         counts: dict[str, int] = {}
         selector = names.model_selector(self.spec)
-        for deployment in self.cluster.list_objects("Deployment", self.spec.namespace, selector):
-            release_id = (deployment["metadata"].get("labels") or {}).get(names.RELEASE, "")
-            if not release_id or deployment["metadata"]["name"] != names.deployment_name(
-                self.spec, release_id
-            ):
-                continue  # the fixed Deployments of earlier versions have no release Service
-            available = int((deployment.get("status") or {}).get("availableReplicas") or 0)
-            desired = int((deployment.get("spec") or {}).get("replicas") or 0)
-            if min(available, desired) > 0:
-                counts[release_id] = min(available, desired)
+        for kind in workloads.kinds_for(self.spec):
+            for workload in self.cluster.list_objects(kind, self.spec.namespace, selector):
+                release_id = (workload["metadata"].get("labels") or {}).get(names.RELEASE, "")
+                if not release_id or workload["metadata"]["name"] != names.workload_name(
+                    self.spec, release_id
+                ):
+                    continue  # the fixed Deployments of earlier versions have no release Service
+                serving = min(workloads.available(workload), workloads.replicas(workload))
+                if serving > 0:
+                    counts[release_id] = serving
         return shares(counts)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import kubernetes_validate
 
+from llm_rollout.k8s import leaderworkerset
+
 # Oldest and newest Kubernetes releases llm-rollout supports.
 SUPPORTED_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0")
 
@@ -36,9 +38,22 @@ class InvalidManifests(Exception):
 def schema_problems(
     objects: Iterable[dict[str, Any]], versions: Iterable[str] = SUPPORTED_VERSIONS
 ) -> list[SchemaProblem]:
-    """Every (object, version) pair that fails strict schema validation."""
+    """Every (object, version) pair that fails strict schema validation; a LeaderWorkerSet
+    against its vendored CRD schema (one for every Kubernetes version)."""
     problems: list[SchemaProblem] = []
     for obj in objects:
+        if obj.get("kind") == leaderworkerset.KIND:
+            problems += [
+                SchemaProblem(
+                    leaderworkerset.KIND,
+                    obj.get("metadata", {}).get("name", "?"),
+                    f"{SUPPORTED_VERSIONS[0]}-{SUPPORTED_VERSIONS[-1]}",
+                    f"the CRD's schema (LWS {leaderworkerset.CRD_RELEASE}): "
+                    + problem.split(": ", 1)[1],
+                )
+                for problem in leaderworkerset.lws_schema_problems([obj])
+            ]
+            continue
         for version in versions:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
@@ -60,21 +75,3 @@ def validate_objects(objects: Iterable[dict[str, Any]]) -> None:
     problems = schema_problems(objects)
     if problems:
         raise InvalidManifests(problems)
-
-
-def strict_schema(schema: Any) -> Any:
-    """A CRD's openAPIV3Schema made strict: an object with `properties` refuses a field it
-    does not define (as the API server's strict field validation reports it), unless the
-    schema keeps unknown fields (`x-kubernetes-preserve-unknown-fields`)."""
-    if isinstance(schema, list):
-        return [strict_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: strict_schema(value) for key, value in schema.items()}
-    if (
-        "properties" in strict
-        and "additionalProperties" not in strict
-        and not strict.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        strict["additionalProperties"] = False
-    return strict

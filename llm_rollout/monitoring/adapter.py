@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_rollout.k8s.labels import deployment_name
+from llm_rollout.k8s.workloads import scale_target
 from llm_rollout.monitoring.catalogue import metric_names
 from llm_rollout.spec import ReleaseSpec
 
@@ -44,7 +44,7 @@ def keda_scaled_object(
     spec: ReleaseSpec, release_id: str, prometheus_url: str
 ) -> dict[str, Any] | None:
     """A KEDA ScaledObject equivalent to the HPA (for clusters running KEDA, not the adapter),
-    scaling `release_id`'s Deployment on that release's load. Like the HPA it belongs to the
+    scaling `release_id`'s workload on that release's load. Like the HPA it belongs to the
     stable release: re-render and re-apply it when a promotion completes."""
     scaling = spec.autoscaling
     if scaling is None:
@@ -71,7 +71,7 @@ def keda_scaled_object(
         "kind": "ScaledObject",
         "metadata": {"name": spec.name, "namespace": spec.namespace},
         "spec": {
-            "scaleTargetRef": {"name": deployment_name(spec, release_id)},
+            "scaleTargetRef": scale_target(spec, release_id),
             "minReplicaCount": scaling.min,
             "maxReplicaCount": scaling.max,
             "cooldownPeriod": 600,

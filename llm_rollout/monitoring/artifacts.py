@@ -13,8 +13,8 @@ from typing import Any
 # a dependency of kubernetes-validate (which validates our Kubernetes objects); no stubs
 import jsonschema  # type: ignore[import-untyped]
 
+from llm_rollout.k8s.crd_schema import strict_schema
 from llm_rollout.k8s.labels import common_labels
-from llm_rollout.k8s.validation import strict_schema
 from llm_rollout.k8s.yaml_text import to_yaml
 from llm_rollout.monitoring.adapter import adapter_rules, keda_scaled_object
 from llm_rollout.monitoring.alertmanager import alertmanager_config

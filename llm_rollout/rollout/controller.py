@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from llm_rollout.k8s import labels as names
+from llm_rollout.k8s import workloads
 from llm_rollout.k8s.cluster import ClusterClient, ClusterError, NotFound
 from llm_rollout.k8s.history import History, ReleaseHistory
 from llm_rollout.k8s.router_traffic import RouterTraffic
@@ -144,9 +145,14 @@ def observe(
     """The facts a tick decides on."""
     canary_rollout = None
     if history.canary:
-        name = names.deployment_name(spec, history.canary)
+        name = names.workload_name(spec, history.canary)
         with contextlib.suppress(NotFound):  # recorded, but its Deployment is gone
-            status = cluster.rollout_status(name, spec.namespace)
+            status = cluster.rollout_status(
+                name,
+                spec.namespace,
+                workloads.kind_for(spec),
+                spec.rollout.progress_deadline_seconds,
+            )
             canary_rollout = Rollout(status.phase, status.reason, status.unschedulable)
     run, error = RunState.NONE, ""
     if record.phase in (Phase.PROMOTING, Phase.ROLLING_BACK):

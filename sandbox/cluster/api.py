@@ -274,7 +274,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             store.get(resource, namespace or "", name or "")
             self._text(self.read_log(namespace or "", name or "", query.get("container"), tail))
         elif method == "GET" and sub == "scale":
-            self._json(_scale_of(store.get(resource, namespace or "", name or "")))
+            self._json(_scale_of(resource, store.get(resource, namespace or "", name or "")))
         elif method == "GET" and sub is None and self._table_version():
             obj = store.get(resource, namespace or "", name or "")
             self._json(self._table(resource, [obj], obj["metadata"]["resourceVersion"], query))
@@ -286,7 +286,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._json(store.create(resource, namespace or "", body, manager, dry), 201)
         elif method == "PUT" and sub == "scale":
             scaled = self._set_replicas(resource, namespace, name, body, manager, dry)
-            self._json(_scale_of(scaled))
+            self._json(_scale_of(resource, scaled))
         elif method == "PUT":
             self._json(
                 store.replace(resource, namespace or "", name or "", body, manager, sub, dry)
@@ -323,6 +323,12 @@ class ApiHandler(BaseHTTPRequestHandler):
             )
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and sub not in resource.subresources:
+            # a subresource the kind does not declare is not served (a CRD has /scale only
+            # when its `subresources.scale` is set)
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({self.path})"
+            )
         if not resource.namespaced:
             namespace = ""
         return resource, namespace, name, sub
@@ -357,9 +363,10 @@ class ApiHandler(BaseHTTPRequestHandler):
             force = query.get("force", "").lower() in ("true", "1")
             return self.store.apply(resource, namespace, name, body, manager, force, dry)
         if sub == "scale":
-            current = _scale_of(self.store.get(resource, namespace, name))
+            current = _scale_of(resource, self.store.get(resource, namespace, name))
             patched = _apply_patch(content_type, current, body)
-            return _scale_of(self._set_replicas(resource, namespace, name, patched, manager, dry))
+            scaled = self._set_replicas(resource, namespace, name, patched, manager, dry)
+            return _scale_of(resource, scaled)
         live = self.store.get(resource, namespace, name)
         patched = _apply_patch(content_type, live, body)
         patched.setdefault("metadata", {}).pop("resourceVersion", None)
@@ -560,9 +567,19 @@ def _apply_patch(content_type: str, live: Any, body: Any) -> Any:
     )
 
 
-def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+def _scale_of(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale of `obj`. A custom resource's comes from the paths its CRD
+    names (apiextensions-apiserver pkg/registry/customresource/etcd.go,
+    scaleFromCustomResource): the LeaderWorkerSet's `subresources.scale` is specReplicasPath
+    .spec.replicas, statusReplicasPath .status.replicas, labelSelectorPath
+    .status.hpaPodSelector (kubernetes-sigs/lws api/leaderworkerset/v1, its kubebuilder scale
+    marker): the leaders, a string as the controller wrote it."""
     metadata = obj["metadata"]
-    selector = obj["spec"].get("selector", {}).get("matchLabels", {})
+    if resource.kind == "LeaderWorkerSet":
+        selector = str(obj.get("status", {}).get("hpaPodSelector", ""))
+    else:
+        match = obj["spec"].get("selector", {}).get("matchLabels", {})
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -574,7 +591,7 @@ def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
         "spec": {"replicas": obj["spec"].get("replicas", 1)},
         "status": {
             "replicas": obj.get("status", {}).get("replicas", 0),
-            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+            "selector": selector,
         },
     }
 

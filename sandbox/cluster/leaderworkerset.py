@@ -12,8 +12,11 @@ What it does as LWS v0.10 does (pkg/controllers, pkg/utils/pod/pod_utils.go):
 - a rolling update first adds `maxSurge` groups of the new template above `replicas`, then
   replaces old groups from the highest index down while at least `replicas - maxUnavailable`
   groups stay ready, and removes the surge groups once every group below is new and ready;
+- a change of `replicas` alone (through /scale too) adds or removes groups at once, the
+  highest indices first when scaling down, ready or not;
 - status replicas, readyReplicas (groups whose every pod is Ready, surge groups included, as
-  LWS' updateStatus counts them), updatedReplicas, hpaPodSelector and the Available /
+  LWS' updateStatus counts them), updatedReplicas, hpaPodSelector, observedGeneration (in the
+  status since LWS v0.9, kubernetes-sigs/lws #807, and on each condition) and the Available /
   Progressing / UpdateInProgress conditions.
 
 What differs: the real controller manages leaders through a StatefulSet and each group's
@@ -104,8 +107,12 @@ class LeaderWorkerSetController:
             for i in range(replicas)
         )
         # a rolling update adds maxSurge groups of the new template above `replicas` and
-        # removes them once every group below is new and ready (LWS: "deleting surge replica")
-        surging = outdated_before or (any(i >= replicas for i in groups) and not done)
+        # removes them once every group below is new and ready (LWS: "deleting surge replica").
+        # Groups above `replicas` outside a rolling update are a scale down: they go at once,
+        # ready or not (lws v0.10 leaderworkerset_controller.go rollingUpdateParameters: with
+        # the rolling update completed the leader StatefulSet takes the LWS' replicas).
+        updating = _condition_true(lws, "UpdateInProgress")
+        surging = outdated_before or (updating and any(i >= replicas for i in groups) and not done)
         target = replicas + surge if surging else replicas
         for index in sorted(groups):
             members = groups[index]
@@ -269,6 +276,11 @@ class LeaderWorkerSetController:
     def _event(self, lws: Obj, kind: str, reason: str, message: str) -> None:
         if self.record_event is not None:
             self.record_event(lws, kind, reason, message, "lws-controller")
+
+
+def _condition_true(lws: Obj, kind: str) -> bool:
+    conditions = (lws.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
 
 
 def _terminating(pod: Obj) -> bool:

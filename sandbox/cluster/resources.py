@@ -92,7 +92,7 @@ RESOURCES: tuple[Resource, ...] = (
         "LeaderWorkerSet",
         True,
         ("lws",),
-        ("status",),
+        ("status", "scale"),
     ),
 )
 

@@ -96,7 +96,7 @@ def test_status_shows_live_releases(kube: Kube) -> None:
     lifecycle = Lifecycle(ClusterClient(kube.api), spec)
     first = release(spec, 1)
     lifecycle.first_release(first)
-    lifecycle.wait(lifecycle.deployment_name(first.release_id))
+    lifecycle.wait(lifecycle.workload_name(first.release_id))
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "llm-rollout"),

@@ -10,6 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from llm_rollout.cli.main import cli
+from llm_rollout.k8s.validation import schema_problems
 from llm_rollout.spec import load_spec
 from tests.conftest import DEMO_SPEC, EXAMPLES_DIR
 
@@ -66,3 +67,22 @@ def test_render_and_plan_explain_weights_commit_and_image_alike() -> None:
         "Required when the spec's image.builder builds one",
     ):
         assert text in render_help and text in plan_help
+
+
+def test_a_replica_wider_than_a_node_renders_a_leaderworkerset_instead_of_a_deployment(
+    tmp_path: Path,
+) -> None:
+    data = yaml.safe_load(DEMO_SPEC.read_text())
+    data["serving"] |= {"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
+    data["resources"] |= {"gpus": 8, "gpus_per_node": 4, "memory": "32Gi", "shm_size": "2Gi"}
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(yaml.safe_dump(data))
+    render(wide, tmp_path / "out")
+    documents = [yaml.safe_load(p.read_text()) for p in sorted((tmp_path / "out/k8s").glob("*"))]
+    kinds = [d["kind"] for d in documents]
+    assert "Deployment" not in kinds and kinds.count("LeaderWorkerSet") == 1
+    (lws,) = (d for d in documents if d["kind"] == "LeaderWorkerSet")
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+    assert schema_problems(documents) == []
+    role = next(d for d in documents if d["kind"] == "Role")
+    assert any("leaderworkersets/scale" in rule["resources"] for rule in role["rules"])

@@ -216,7 +216,7 @@ def test_deepseek_v3_on_the_seeds_two_a100s_is_refused_saying_what_would_fit() -
     message = report.problems[0].message
     assert "the weights need 320.4 GiB per GPU" in message
     # 688 GB over ~68.9 GiB free per A100 → 10 GPUs → 16 as a TP size: two nodes of 8
-    assert "16 GPUs (tensor_parallel_size 8 × pipeline_parallel_size 2 across nodes;" in message
+    assert "16 GPUs (tensor_parallel_size 8 × pipeline_parallel_size 2 across nodes," in message
     assert "quantized" in message
     assert report.summary().startswith("does NOT fit")
 
@@ -336,15 +336,29 @@ def test_a_memory_limit_below_the_weights_warns_about_reloading() -> None:
     assert "re-read from the volume" in report.warnings[0].message
 
 
-def test_a_replica_wider_than_a_node_is_refused() -> None:
+def test_a_replica_wider_than_a_node_fits_as_a_group_of_one_pod_a_node() -> None:
     wide = spec(
         serving={"tensor_parallel_size": 8, "pipeline_parallel_size": 2},
         resources={"gpus": 16, "gpus_per_node": 8, "gpu_product": "NVIDIA-H100-80GB-HBM3",
                    "memory": "1024Gi", "shm_size": "32Gi"},
     )  # fmt: skip
     report = check_fit(wide, 688 * 10**9, DEEPSEEK_V3)
+    assert "resources.gpus" not in problem_fields(report), report.describe()
+
+
+def test_a_replica_whose_gpus_do_not_split_over_its_nodes_is_refused() -> None:
+    """TP 4 × PP 3 on nodes of 8: two pods of 6 GPUs, so one tensor-parallel group would
+    cross nodes."""
+    uneven = spec(
+        serving={"tensor_parallel_size": 4, "pipeline_parallel_size": 3},
+        resources={"gpus": 12, "gpus_per_node": 8, "gpu_product": "NVIDIA-H100-80GB-HBM3",
+                   "memory": "1024Gi", "shm_size": "32Gi"},
+    )  # fmt: skip
+    report = check_fit(uneven, 688 * 10**9, DEEPSEEK_V3)
     assert "resources.gpus" in problem_fields(report)
-    assert "span 2 nodes of 8" in report.problems[-1].message
+    problem = next(p for p in report.problems if p.field == "resources.gpus")
+    assert "span 2 nodes of 8" in problem.message
+    assert "whole tensor-parallel groups of 4" in problem.message
 
 
 def test_weight_bytes_count_weight_files_only() -> None:

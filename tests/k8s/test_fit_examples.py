@@ -52,7 +52,8 @@ def test_deepseek_v3_on_the_seeds_two_a100s_fails_validate_saying_what_to_change
         f"{undersized}: resources.gpus: fit: the weights need 320.8 GiB per GPU (641.7 GiB "
         "over 2 GPU(s)) plus about 5.5 GiB of vLLM overhead, but 0.92 × 79.2 GiB of a "
         "NVIDIA-A100-SXM4-80GB gives 72.9 GiB; use at least 16 GPUs (tensor_parallel_size 4 × "
-        "pipeline_parallel_size 4 across nodes; multi-node releases are not deployed yet) of "
+        "pipeline_parallel_size 4 across nodes, deployed as a LeaderWorkerSet of 4 nodes a "
+        "replica) of "
         "this product, a GPU with more memory, or quantized (e.g. FP8) weights"
     ) in result.output
 

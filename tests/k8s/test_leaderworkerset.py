@@ -23,6 +23,7 @@ from llm_rollout.k8s.leaderworkerset import (
     lws_schema_problems,
 )
 from llm_rollout.k8s.release import Release
+from llm_rollout.k8s.validation import schema_problems
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
 from tests.conftest import DEMO_SPEC
@@ -47,12 +48,16 @@ def two_node_spec(replicas: int = 2) -> ReleaseSpec:
 
 
 def rendered(spec: ReleaseSpec, image: str = EMULATOR_IMAGE) -> tuple[list[Any], dict[str, Any]]:
-    """The release's other objects, and its Deployment as a LeaderWorkerSet."""
-    objects = manifests.all_objects(Release(spec, COMMIT, image))
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    """The release's other objects, and its LeaderWorkerSet: what render writes for a replica
+    wider than a node, in place of the Deployment (made from it)."""
+    release = Release(spec, COMMIT, image)
+    objects = manifests.all_objects(release)
+    assert not [o for o in objects if o["kind"] == "Deployment"]
     selector = next(o for o in objects if o["kind"] == "Service")["spec"]["selector"]
-    others = [o for o in objects if o["kind"] not in ("Deployment", "HorizontalPodAutoscaler")]
-    return others, leaderworkerset(deployment, spec, selector)
+    made = leaderworkerset(manifests.deployment(release, spec.replicas), spec, selector)
+    assert [o for o in objects if o["kind"] == "LeaderWorkerSet"] == [made]
+    others = [o for o in objects if o["kind"] not in ("LeaderWorkerSet", "HorizontalPodAutoscaler")]
+    return others, made
 
 
 def test_a_two_node_replica_renders_a_valid_leaderworkerset() -> None:
@@ -89,6 +94,11 @@ def test_the_schema_refuses_what_the_crd_does_not_define() -> None:
     broken["spec"]["leaderWorkerTemplate"]["sise"] = 2
     (problem,) = lws_schema_problems([broken])
     assert "spec.leaderWorkerTemplate" in problem and "'sise' was unexpected" in problem
+    # render, plan and the lifecycle validate through schema_problems: the CRD's schema
+    (found,) = schema_problems([broken])
+    name = lws["metadata"]["name"]
+    assert str(found).startswith(f"LeaderWorkerSet/{name} (Kubernetes 1.29.0-1.33.0): ")
+    assert "the CRD's schema (LWS v0.10.0): spec.leaderWorkerTemplate" in found.message
 
 
 def test_a_replica_that_fits_one_node_is_a_deployment() -> None:
@@ -236,3 +246,67 @@ def test_the_sandbox_api_refuses_an_unknown_field_as_an_api_server_does(kube: Ku
     assert refused.value.status == 400
     message = json.loads(refused.value.body)["message"]
     assert 'strict decoding error: unknown field "spec.leaderWorkerTemplate.sise"' in message
+
+
+def test_the_scale_subresource_sets_groups_and_scaling_down_removes_the_highest(
+    kube: Kube, running: tuple[ReleaseSpec, dict[str, Any]]
+) -> None:
+    """The CRD's /scale (specReplicasPath .spec.replicas, statusReplicasPath .status.replicas,
+    labelSelectorPath .status.hpaPodSelector) as the release lifecycle and an HPA use it."""
+    spec, lws = running
+    name = lws["metadata"]["name"]
+    scale = custom(kube).get_namespaced_custom_object_scale(
+        GROUP, VERSION, spec.namespace, PLURAL, name
+    )
+    assert (scale["spec"]["replicas"], scale["status"]["replicas"]) == (2, 2)
+    assert scale["status"]["selector"] == (
+        f"leaderworkerset.sigs.k8s.io/name={name},leaderworkerset.sigs.k8s.io/worker-index=0"
+    )
+    ClusterClient(kube.api).scale(name, spec.namespace, 1, "LeaderWorkerSet")
+
+    def one_group_left() -> bool:
+        current = custom(kube).get_namespaced_custom_object(
+            GROUP, VERSION, spec.namespace, PLURAL, name
+        )
+        observed = current["status"].get("observedGeneration")
+        return (
+            set(pods(kube, spec)) == {f"{name}-0", f"{name}-0-1"}
+            and observed == current["metadata"]["generation"]
+            and current["status"].get("readyReplicas") == 1
+        )
+
+    wait_for(one_group_left, 60, "group 1 removed and the status caught up")
+    status = ClusterClient(kube.api).rollout_status(name, spec.namespace, "LeaderWorkerSet")
+    assert (status.phase, status.desired, status.available) == ("complete", 1, 1)
+
+
+def test_a_scale_down_removes_groups_that_never_became_ready(kube: Kube) -> None:
+    """Outside a rolling update, groups above `replicas` go at once, ready or not (the
+    sandbox kept them as if they were a rolling update's surge)."""
+    spec = two_node_spec()
+    others, lws = rendered(spec, "registry.example.com/nowhere:1")
+    cluster = ClusterClient(kube.api)
+    for obj in others:
+        cluster.apply(obj)
+    cluster.apply(lws)
+    name = lws["metadata"]["name"]
+    wait_for(lambda: len(pods(kube, spec)) == 4, 60, "two groups created")
+    cluster.scale(name, spec.namespace, 1, "LeaderWorkerSet")
+    wait_for(
+        lambda: set(pods(kube, spec)) == {f"{name}-0", f"{name}-0-1"},
+        60,
+        "the unready group 1 removed",
+    )
+
+
+def test_a_kind_without_a_scale_subresource_has_no_scale(kube: Kube) -> None:
+    namespace = kube.namespace("no-scale")
+    kube.core.create_namespaced_config_map(namespace, {"metadata": {"name": "plain"}})
+    with pytest.raises(client.ApiException) as missing:
+        kube.api.call_api(
+            f"/api/v1/namespaces/{namespace}/configmaps/plain/scale",
+            "GET",
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+    assert missing.value.status == 404

@@ -46,13 +46,13 @@ class Invariant:
 
 def serving(lifecycle: Lifecycle) -> int:
     return sum(
-        int((d.get("status") or {}).get("availableReplicas", 0)) for d in lifecycle.deployments()
+        int((d.get("status") or {}).get("availableReplicas", 0)) for d in lifecycle.workloads()
     )
 
 
 def replicas(lifecycle: Lifecycle) -> dict[str, int]:
     """Release → desired replicas of its Deployment."""
-    return {release_of(d): int(d["spec"]["replicas"]) for d in lifecycle.deployments()}
+    return {release_of(d): int(d["spec"]["replicas"]) for d in lifecycle.workloads()}
 
 
 def pods_of(kube: Kube, namespace: str, release_id: str) -> set[str]:
@@ -73,13 +73,13 @@ def replicasets(kube: Kube, namespace: str, name: str) -> list[str]:
 def installed(lifecycle: Lifecycle) -> Release:
     first = release(lifecycle.spec, 1)
     lifecycle.first_release(first)
-    assert lifecycle.wait(lifecycle.deployment_name(first.release_id)).phase == "complete"
+    assert lifecycle.wait(lifecycle.workload_name(first.release_id)).phase == "complete"
     return first
 
 
 def canary_ready(lifecycle: Lifecycle, candidate: Release) -> RolloutStatus:
     lifecycle.start_canary(candidate)
-    return lifecycle.wait(lifecycle.deployment_name(candidate.release_id), timeout=60)
+    return lifecycle.wait(lifecycle.workload_name(candidate.release_id), timeout=60)
 
 
 def test_promotion_scales_the_canary_up_and_keeps_its_loaded_pods(
@@ -101,7 +101,7 @@ def test_promotion_scales_the_canary_up_and_keeps_its_loaded_pods(
     after = pods_of(kube, spec.namespace, second.release_id)
     assert loaded < after and len(after) == spec.replicas
     assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 2}
-    name = lifecycle.deployment_name(second.release_id)
+    name = lifecycle.workload_name(second.release_id)
     assert len(replicasets(kube, spec.namespace, name)) == 1
     labels = kube.apps.read_namespaced_deployment(name, spec.namespace).metadata.labels
     assert labels["llm-rollout.io/track"] == "stable"
@@ -170,7 +170,7 @@ def test_rollback_scales_the_retained_release_back_up_without_a_new_replicaset(
     second = release(spec, 2)
     assert lifecycle.roll(second, Invariant(lifecycle)).phase == "complete"  # no canary
     assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 2}
-    name = lifecycle.deployment_name(first.release_id)
+    name = lifecycle.workload_name(first.release_id)
     sets = replicasets(kube, spec.namespace, name)
     assert lifecycle.rollback(first.release_id, Invariant(lifecycle)).phase == "complete"
     assert lifecycle.rollback(first.release_id, Invariant(lifecycle)).phase == "complete"
@@ -194,7 +194,7 @@ def test_a_release_beyond_retention_is_deleted_and_restored_exactly_from_history
     assert replicas(lifecycle) == {later[0].release_id: 0, later[1].release_id: 2}
     assert lifecycle.rollback(first.release_id, Invariant(lifecycle)).phase == "complete"
     restored = kube.apps.read_namespaced_deployment(
-        lifecycle.deployment_name(first.release_id), keeps_one.namespace
+        lifecycle.workload_name(first.release_id), keeps_one.namespace
     )
     recorded = lifecycle.history.read().find(first.release_id)
     assert recorded is not None
@@ -225,15 +225,15 @@ def test_the_autoscaler_scales_only_the_stable_release_and_moves_with_promotion(
         hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(scaled.name, scaled.namespace)
         return str(hpa.spec.scale_target_ref.name)
 
-    assert target() == lifecycle.deployment_name(first.release_id)
+    assert target() == lifecycle.workload_name(first.release_id)
     second = release(scaled, 2)
     canary_ready(lifecycle, second)
-    assert target() == lifecycle.deployment_name(first.release_id)  # never the canary
+    assert target() == lifecycle.workload_name(first.release_id)  # never the canary
     # the HPA had scaled stable to 3: the promoted release takes over at that level
-    cluster.scale(lifecycle.deployment_name(first.release_id), scaled.namespace, 3)
+    cluster.scale(lifecycle.workload_name(first.release_id), scaled.namespace, 3)
     wait_for(lambda: serving(lifecycle) == 4)
     assert lifecycle.promote().phase == "complete"
-    assert target() == lifecycle.deployment_name(second.release_id)
+    assert target() == lifecycle.workload_name(second.release_id)
     assert replicas(lifecycle) == {first.release_id: 0, second.release_id: 3}
 
 
@@ -269,8 +269,8 @@ def test_a_model_installed_with_two_fixed_deployments_is_adopted_without_downtim
     invariant = Invariant(lifecycle)
     assert lifecycle.promote(on_poll=invariant).phase == "complete"
     assert min(invariant.polls) >= spec.replicas
-    names = {d["metadata"]["name"] for d in lifecycle.deployments()}
-    assert names == {lifecycle.deployment_name(second.release_id)}  # the old two are gone
+    names = {d["metadata"]["name"] for d in lifecycle.workloads()}
+    assert names == {lifecycle.workload_name(second.release_id)}  # the old two are gone
     # and the earlier release is still restorable, now as a Deployment of its own
     assert lifecycle.rollback(old.release_id, Invariant(lifecycle)).phase == "complete"
     assert replicas(lifecycle) == {old.release_id: 2, second.release_id: 0}
@@ -285,7 +285,7 @@ def test_an_unknown_image_stalls_with_the_reason_and_stable_keeps_serving(
     assert status.phase == "stalled"
     assert status.reason.startswith("ImagePullBackOff")
     stable = lifecycle.cluster.rollout_status(
-        lifecycle.deployment_name(first.release_id), spec.namespace
+        lifecycle.workload_name(first.release_id), spec.namespace
     )
     assert stable.phase == "complete" and stable.available == spec.replicas
 
@@ -367,7 +367,7 @@ def test_a_hand_edit_is_surfaced_not_overwritten(lifecycle: Lifecycle, kube: Kub
     installed(lifecycle)
     second = release(spec, 2)
     canary_ready(lifecycle, second)
-    name = lifecycle.deployment_name(second.release_id)
+    name = lifecycle.workload_name(second.release_id)
     kube.apps.patch_namespaced_deployment_scale(
         name, spec.namespace, {"spec": {"replicas": 3}}, field_manager="kubectl-scale"
     )
@@ -415,9 +415,7 @@ def test_api_errors_are_retried_within_bounds(lifecycle: Lifecycle, kube: Kube) 
     assert lifecycle.roll(second).phase == "complete"  # after six failed PATCHes
     faults.add(ApiFault("status", status=503, times=None))
     with pytest.raises(ClusterUnavailable, match=r"kept failing .* after 5 attempts"):
-        lifecycle.cluster.rollout_status(
-            lifecycle.deployment_name(second.release_id), spec.namespace
-        )
+        lifecycle.cluster.rollout_status(lifecycle.workload_name(second.release_id), spec.namespace)
     faults.clear()
 
 
@@ -441,7 +439,7 @@ def test_a_write_whose_response_was_lost_is_reapplied_idempotently(
     )
     second = release(spec, 2)
     assert lifecycle.roll(second).phase == "complete"
-    name = lifecycle.deployment_name(second.release_id)
+    name = lifecycle.workload_name(second.release_id)
     live = kube.apps.read_namespaced_deployment(name, spec.namespace)
     assert live.metadata.annotations["llm-rollout.io/release"] == second.release_id
     assert len(replicasets(kube, spec.namespace, name)) == 1

@@ -259,3 +259,29 @@ def test_the_api_key_comes_from_an_optional_secret() -> None:
         },
     }
     assert "--api-key" not in container["args"]  # never in the pod's args, which anyone reads
+
+
+def test_a_multi_node_models_leaders_take_ray_traffic_from_its_workers() -> None:
+    base = SPECS["deepseek-v4"]
+    data = {**base.model_dump(), "network": {"restrict_ingress": True}}
+    data["serving"] |= {"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
+    data["resources"] |= {"gpus": 8, "gpus_per_node": 4}
+    spec = type(base).model_validate(data)
+    policy = manifests.network_policy(spec)
+    assert schema_problems([policy]) == []
+    clients, ray = policy["spec"]["ingress"]
+    assert clients["ports"] == [{"protocol": "TCP", "port": "http"}]
+    assert "ports" not in ray  # every port: Ray's are many, some random
+    lws = manifests.workload(release_of(spec), 1)
+    worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["metadata"]["labels"]
+    (peer,) = ray["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= worker.items()
+    # and a single-node model's policy has the clients' rule only
+    assert (
+        len(
+            manifests.network_policy(base.model_copy(update={"network": spec.network}))["spec"][
+                "ingress"
+            ]
+        )
+        == 1
+    )

@@ -125,3 +125,23 @@ def test_a_changed_port_shows_as_the_ports_field_of_its_named_item(
     changed["spec"]["ports"][0]["port"] = before + 1
     (service,) = plan_objects(cluster, [changed]).objects
     assert FieldChange(f"spec.ports[{name}].port", before, before + 1) in service.changes
+
+
+def test_a_multi_node_release_plans_its_leaderworkerset_and_then_as_unchanged(
+    cluster: ClusterClient, spec: ReleaseSpec
+) -> None:
+    wide = spec.model_copy(
+        update={
+            "serving": spec.serving.model_copy(
+                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
+            ),
+            "resources": spec.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
+        }
+    )
+    objects = objects_of(wide)
+    plan = plan_objects(cluster, objects)
+    assert ("LeaderWorkerSet", "create") in {(o.kind, o.action) for o in plan.objects}
+    assert "Deployment" not in {o.kind for o in plan.objects}
+    install(cluster, objects)
+    again = plan_objects(cluster, objects_of(wide))
+    assert {o.ref: o.action for o in again.objects if o.action != "unchanged"} == {}

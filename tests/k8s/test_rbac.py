@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from llm_rollout.rollout import controller
 from llm_rollout.rollout.machine import Installed
 from llm_rollout.spec import ReleaseSpec
 from llm_rollout.spec.routing import Routing
-from tests.fixtures.cluster import Kube
+from sandbox.cluster.cluster import NodeSpec
+from tests.fixtures.cluster import Kube, start_kube
 from tests.k8s.conftest import COMMIT, release
 
 DAGSTER = ("dagster", "llm-rollout")  # Dagster's namespace and service account
@@ -57,13 +59,13 @@ def release_promote_rollback(run: Lifecycle) -> None:
     spec = run.spec
     first, crashing = release(spec, 1), Release(spec, COMMIT, "registry.sandbox.local/python:3")
     run.first_release(first)
-    assert run.wait(run.deployment_name(first.release_id)).phase == "complete"
+    assert run.wait(run.workload_name(first.release_id)).phase == "complete"
     run.start_canary(crashing)
-    assert run.wait(run.deployment_name(crashing.release_id), timeout=60).phase == "stalled"
+    assert run.wait(run.workload_name(crashing.release_id), timeout=60).phase == "stalled"
     assert run.rollback().phase == "complete"
     good = release(spec, 2)
     run.start_canary(good)
-    assert run.wait(run.deployment_name(good.release_id)).phase == "complete"
+    assert run.wait(run.workload_name(good.release_id)).phase == "complete"
     assert run.promote().phase == "complete"
     run.start_canary(release(spec, 3))
     run.abort()
@@ -127,6 +129,84 @@ def test_with_the_quality_gate_it_reads_the_models_api_key_secret_and_no_other(
     plain = grant(kube, spec, dagster_rbac([spec], *DAGSTER))
     with pytest.raises(QualityError, match="cannot read the model's API key Secret"):
         controller.api_key(spec, plain)
+
+
+@pytest.fixture
+def wide_kube(tmp_path: Path) -> Iterator[Kube]:
+    """Six nodes of 4 GPUs: a stable group of two nodes, a canary group, one to spare."""
+    nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 7))
+    started = start_kube(tmp_path / "wide", nodes)
+    try:
+        yield started
+    finally:
+        started.cluster.stop()
+
+
+def two_nodes_a_replica(spec: ReleaseSpec) -> ReleaseSpec:
+    """TP 4 × PP 2 on nodes of 4 GPUs, one replica: its releases are LeaderWorkerSets."""
+    return spec.model_copy(
+        update={
+            "serving": spec.serving.model_copy(
+                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
+            ),
+            "resources": spec.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
+            "replicas": 1,
+        }
+    )
+
+
+def release_promote_rollback_groups(run: Lifecycle) -> None:
+    """First release, a canary that cannot pull its image rolled back, a good canary
+    promoted, an aborted canary — each release a LeaderWorkerSet."""
+    spec = run.spec
+    first, missing = release(spec, 1), Release(spec, COMMIT, "registry.example.com/nowhere:1")
+    run.first_release(first)
+    assert run.wait(run.workload_name(first.release_id)).phase == "complete"
+    run.start_canary(missing)
+    assert run.wait(run.workload_name(missing.release_id), timeout=60).phase == "stalled"
+    assert run.rollback(timeout=120).phase == "complete"
+    good = release(spec, 2)
+    run.start_canary(good)
+    assert run.wait(run.workload_name(good.release_id), timeout=120).phase == "complete"
+    assert run.promote(timeout=120).phase == "complete"
+    run.start_canary(release(spec, 3))
+    run.abort()
+    history = run.history.read()
+    assert (history.stable, history.canary) == (good.release_id, None)
+    assert {w["kind"] for w in run.workloads()} == {"LeaderWorkerSet"}
+
+
+def test_a_multi_node_model_releases_with_exactly_the_printed_rbac(
+    wide_kube: Kube, spec: ReleaseSpec
+) -> None:
+    wide = two_nodes_a_replica(spec)
+    run = Lifecycle(grant(wide_kube, wide, dagster_rbac([wide], *DAGSTER)), wide, poll_seconds=0.2)
+    release_promote_rollback_groups(run)
+
+
+def test_without_its_leaderworkerset_rule_a_multi_node_release_is_forbidden(
+    wide_kube: Kube, spec: ReleaseSpec
+) -> None:
+    wide = two_nodes_a_replica(spec)
+    objects = without(
+        dagster_rbac([wide], *DAGSTER), "Role", lambda r: "leaderworkersets" in r["resources"]
+    )
+    run = Lifecycle(grant(wide_kube, wide, objects), wide, poll_seconds=0.2)
+    with pytest.raises(ClusterError) as denied:
+        run.first_release(release(wide, 1))
+    assert 'cannot patch resource "leaderworkersets" in API group "leaderworkerset.x-k8s.io"' in (
+        str(denied.value)
+    )
+
+
+def test_only_a_multi_node_model_is_granted_leaderworkersets(spec: ReleaseSpec) -> None:
+    def lws_rules(model: ReleaseSpec) -> list[dict[str, Any]]:
+        role = next(o for o in dagster_rbac([model], *DAGSTER) if o["kind"] == "Role")
+        return [r for r in role["rules"] if "leaderworkerset.x-k8s.io" in r["apiGroups"]]
+
+    assert lws_rules(spec) == []
+    (rule,) = lws_rules(two_nodes_a_replica(spec))
+    assert rule["resources"] == ["leaderworkersets", "leaderworkersets/scale"]
 
 
 def without(objects: list[dict[str, Any]], kind: str, match: Any) -> list[dict[str, Any]]:

@@ -134,7 +134,7 @@ def test_the_router_gives_the_canary_its_weight_follows_promotion_and_rollback(
     # install: one release, the router sends it everything
     first = release(spec, 1)
     lifecycle.first_release(first)
-    assert lifecycle.wait(lifecycle.deployment_name(first.release_id), timeout=60).phase == (
+    assert lifecycle.wait(lifecycle.workload_name(first.release_id), timeout=60).phase == (
         "complete"
     )
     controller.report(spec, cluster, Installed(first.release_id))
@@ -201,7 +201,7 @@ def test_retention_deletes_a_release_service_with_its_deployment(
     lifecycle = Lifecycle(cluster, few, poll_seconds=0.2)
     old, new = release(few, 1), release(few, 2)
     lifecycle.first_release(old)
-    lifecycle.wait(lifecycle.deployment_name(old.release_id), timeout=60)
+    lifecycle.wait(lifecycle.workload_name(old.release_id), timeout=60)
     lifecycle.start_canary(new)
     assert lifecycle.promote(timeout=90).phase == "complete"
 

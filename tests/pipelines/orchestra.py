@@ -16,7 +16,7 @@ from kubernetes import client
 
 from llm_rollout.k8s.cluster import ClusterClient
 from llm_rollout.k8s.history import History, ReleaseHistory
-from llm_rollout.k8s.labels import deployment_name
+from llm_rollout.k8s.labels import workload_name
 from llm_rollout.rollout.machine import RolloutRecord
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
@@ -97,7 +97,7 @@ class Orchestra:
         release = release or self.history(name).stable
         assert release, f"{name} has no stable release"
         return client.AppsV1Api(self.world.api).read_namespaced_deployment(
-            deployment_name(spec, release), spec.namespace
+            workload_name(spec, release), spec.namespace
         )
 
     # -- Dagster ------------------------------------------------------------------------

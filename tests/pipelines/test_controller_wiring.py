@@ -61,12 +61,12 @@ def canary_beside_stable(
     first, second = release(spec, 1), release(spec, 2)
     lifecycle.first_release(first)
     if ready:
-        assert lifecycle.wait(lifecycle.deployment_name(first.release_id)).phase == "complete"
+        assert lifecycle.wait(lifecycle.workload_name(first.release_id)).phase == "complete"
     controller.report(spec, cluster, Installed(first.release_id))
     lifecycle.start_canary(second)
     controller.report(spec, cluster, Started(second.release_id, first.release_id, "canary"))
     if ready:
-        assert lifecycle.wait(lifecycle.deployment_name(second.release_id)).phase == "complete"
+        assert lifecycle.wait(lifecycle.workload_name(second.release_id)).phase == "complete"
     return first, second
 
 

@@ -90,7 +90,7 @@ def test_the_gate_sends_the_models_api_key_to_pods_that_require_it(
     canary = Release(spec, "c" * 40, EMULATOR_IMAGE.replace(":1", ":2"))
     lifecycle.start_canary(canary)
     for release in (stable, canary):
-        assert lifecycle.wait(lifecycle.deployment_name(release.release_id), timeout=60).phase == (
+        assert lifecycle.wait(lifecycle.workload_name(release.release_id), timeout=60).phase == (
             "complete"
         )
     pod = ready_pod_url(cluster, spec, "canary", canary.release_id)
