@@ -47,9 +47,7 @@ say "pytest, two lanes: real vLLM, then tests/k8s (shown live); the other quick 
 (
   quick=0 daemon=0
   pytest -m "$QUICK" -p no:cacheprovider -n "$FAST_WORKERS" --ignore=tests/k8s || quick=$?
-  # the e2e module's world and the disruptions' world (they stop Prometheus or the daemon)
-  # side by side, a file to a worker
-  pytest -m "daemon and not real_vllm" -p no:cacheprovider -n 2 --dist loadfile || daemon=$?
+  pytest -m "daemon and not real_vllm" -p no:cacheprovider || daemon=$?
   [ "$quick" -eq 0 ] && [ "$daemon" -eq 0 ]
 ) >"$other_log" 2>&1 &
 other=$!

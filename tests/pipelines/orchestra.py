@@ -4,11 +4,8 @@ and running the queue, and runs launched with `dagster job launch` — as a user
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,6 @@ from llm_rollout.k8s.labels import workload_name
 from llm_rollout.rollout.machine import RolloutRecord
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
-from sandbox.cluster.cluster import NodeSpec
 from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
 from sandbox.world import SandboxWorld
 from tests.conftest import DEMO_SPEC, merged
@@ -31,12 +27,6 @@ from tests.fixtures.cluster import wait_for
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
 RUN_TIMEOUT = 240.0
-SUCCESS = dg.DagsterRunStatus.SUCCESS
-NODES = tuple(NodeSpec(f"gpu-node-{i}", gpus=4) for i in range(1, 5))
-# Each launch is a `dagster job launch` process (~4 CPU-s: Dagster and the code location):
-# three at a time overlap their waits; nine at once beside the other lanes took over the
-# CLI's 120 s in CI.
-LAUNCHERS = 3
 
 
 def emulated_spec(name: str, **changes: Any) -> dict[str, Any]:
@@ -230,37 +220,6 @@ class Orchestra:
         self.daemon = DagsterProcess.daemon(
             self.home, (self.log_dir / "daemon.log").open("ab")
         ).start()
-
-
-@contextlib.contextmanager
-def orchestra_world(
-    root: Path, tiny_model_dir: Path, models: list[dict[str, Any]], installed_first: list[str]
-) -> Iterator[Orchestra]:
-    """A sandbox world (cluster, Hub, Prometheus discovering pods) and the real daemon for
-    `models`, each model of `installed_first` installed by a rollout run (`LAUNCHERS` at a
-    time) before it is handed over. Raises PrometheusMissing when Prometheus is not here."""
-    models_dir = write_models(root / "models", models)
-    world = SandboxWorld(root / "world", NODES, tiny_model_dir)
-    world.start()
-    running: Orchestra | None = None
-    try:
-        home = DagsterHome(root / "dagster-home", world.env(models_dir))
-        daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
-        running = Orchestra(world, home, daemon, models_dir, root)
-        with ThreadPoolExecutor(max_workers=LAUNCHERS) as pool:
-            first = dict(
-                zip(installed_first, pool.map(running.rollout, installed_first), strict=True)
-            )
-        for name, run_id in first.items():
-            run = running.wait_run(run_id)
-            assert run.status == SUCCESS, f"{name}: {running.errors(run_id)}"
-            assert running.history(name).stable is not None
-        yield running
-    finally:
-        if running:
-            running.close()
-            running.daemon.stop()
-        world.stop()
 
 
 def _finished(run: dg.DagsterRun) -> dg.DagsterRun | None:
