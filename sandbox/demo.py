@@ -1,7 +1,8 @@
 """The demo: the whole loop on one machine, no GPU, no cluster. A sandbox world (cluster
 running real vLLM pods on CPU, a Hub holding the tiny model and two later revisions of it, a
-Prometheus discovering the pods), steady chat traffic through the model's Service, and
-Dagster (`dagster dev` with the UI, or only the daemon when headless) releasing into it.
+Prometheus discovering the pods), steady chat traffic through the model's router (its
+"cloud" a local stand-in), and Dagster (`dagster dev` with the UI, or only the daemon when
+headless) releasing into it.
 
 Scenarios, each a second release of `sandbox/specs/demo-tiny.yaml`:
   good   revision `v2`: a new model card, same weights → canaried, gated, promoted
@@ -13,7 +14,6 @@ Scenarios, each a second release of `sandbox/specs/demo-tiny.yaml`:
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 
+from llm_rollout.k8s import router_manifests
 from llm_rollout.k8s.cluster import ClusterClient
 from llm_rollout.k8s.history import ReleaseHistory
 from llm_rollout.k8s.lifecycle import Lifecycle, release_of
@@ -29,14 +31,21 @@ from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
 from sandbox.load import LoadGenerator
+from sandbox.openai_standin import OpenAIStandin
 from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
 from sandbox.world import SandboxWorld
 
-# The demo's own spec, outside every models folder (never loaded in production).
+# The demo's own spec, outside every models folder (never loaded in production), and what the
+# demo adds to it: the router in front of the model (demo-tiny.yaml alone is the base of many
+# tests' specs).
 DEMO_SPEC = REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml"
+DEMO_ROUTING = REPO_ROOT / "sandbox" / "specs" / "demo-routing.yaml"
 MODEL = "demo-tiny"
 GROUP = "demo_tiny"
 SCENARIO_TIMEOUT_SECONDS = 900  # three CPU vLLM pods start slowly on a small laptop
+ROUTER_UP_SECONDS = 120
+# the spec's placeholder for the cloud stand-in's address, known once it listens
+CLOUD_PLACEHOLDER = "http://cloud.sandbox.local/v1"
 POLL_SECONDS = 2.0
 REPRINT_SECONDS = 15.0
 Say = Callable[[str], None]
@@ -94,6 +103,7 @@ class Demo:
         self.world = SandboxWorld(self.folder / "world", tiny_model_dir=self.base_model)
         self.process: DagsterProcess | None = None
         self.load: LoadGenerator | None = None
+        self.cloud: OpenAIStandin | None = None
         self.home: DagsterHome | None = None
         self.spec: ReleaseSpec = load_spec(DEMO_SPEC)
 
@@ -105,9 +115,20 @@ class Demo:
             write_tiny_model(self.base_model)
         self.world.start()
         self._publish_revisions()
+        # the router's "cloud" backend: a stand-in on this machine, as a hosted API is
+        # outside the cluster; the spec the code location loads names its address
+        self.cloud = OpenAIStandin("cloud", model="tiny-llama-cloud").start()
         models = self.folder / "models"
         models.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DEMO_SPEC, models / DEMO_SPEC.name)
+        routed = _merged(
+            yaml.safe_load(DEMO_SPEC.read_text()),
+            yaml.safe_load(
+                DEMO_ROUTING.read_text().replace(CLOUD_PLACEHOLDER, f"{self.cloud.url}/v1")
+            ),
+        )
+        (models / DEMO_SPEC.name).write_text(yaml.safe_dump(routed, sort_keys=False))
+        self.spec = load_spec(models / DEMO_SPEC.name)
+        self.say(f"the router's cloud backend: a stand-in at {self.cloud.url}")
         self.home = DagsterHome(self.folder / "dagster-home", self.world.env(models))
         log = (self.folder / "dagster.log").open("ab")
         if ui_port is None:
@@ -125,6 +146,8 @@ class Demo:
             self.load.stop()
         if self.process:
             self.process.stop()
+        if self.cloud:
+            self.cloud.stop()
         self.world.stop()
 
     def install_stable(self) -> str:
@@ -135,11 +158,15 @@ class Demo:
             run_id = self._launch({})
             self._wait_run(run_id, lambda: self._row("install"))
         stable = ReleaseHistory(self.cluster, self.spec).read().stable or "?"
-        self.say(f"stable release {stable} is serving; sending chat traffic through its Service")
-        service = self.world.service_url(self.spec.namespace, self.spec.name)
-        # ~0.75 request/s reaches the canary (one pod of two): enough for `gate.min_requests`;
-        # more keeps the CPU too busy for a promoted pod to load beside the serving ones
-        self.load = LoadGenerator(service, "tiny-llama", rate=1.5, workers=2, chat=True).start()
+        router = router_manifests.router_name(self.spec)
+        status = Lifecycle(self.cluster, self.spec).wait(router, timeout=ROUTER_UP_SECONDS)
+        if status.phase != "complete":
+            raise DemoFailed(f"the router {router} did not come up: {status.reason}")
+        self.say(f"stable release {stable} is serving; sending chat traffic through its router")
+        front = self.world.service_url(self.spec.namespace, router)
+        # ~0.75 request/s reaches a gated canary (rollout.canary_weight 50): enough for
+        # `gate.min_requests`; more keeps the CPU too busy for a promoted pod to load
+        self.load = LoadGenerator(front, "tiny-llama", rate=1.5, workers=2, chat=True).start()
         return stable
 
     # -- scenarios ----------------------------------------------------------------------
@@ -148,6 +175,7 @@ class Demo:
         """Launch the scenario's release and follow it until its promotion or rollback."""
         before = ReleaseHistory(self.cluster, self.spec).read().stable
         failed_before = self.load.counts.failed if self.load else 0
+        cloud_before = self._cloud_answers()
         self.say(f"\n== scenario {scenario.name}: {scenario.what} (expected: {scenario.expect})")
         started = time.monotonic()
         run_id = self._launch(scenario.run_config())
@@ -168,20 +196,22 @@ class Demo:
         history = ReleaseHistory(self.cluster, self.spec).read()
         job = decided.job_name.removeprefix(f"{GROUP}_")
         failed = (self.load.counts.failed if self.load else 0) - failed_before
+        to_cloud = self._cloud_answers() - cloud_before
         succeeded = decided.status == dg.DagsterRunStatus.SUCCESS
         if scenario.expect == "promote":
             ok = job == "promote" and succeeded and history.stable == canary
             ok = ok and lowest >= self.spec.replicas and failed == 0
             summary = (
                 f"promoted {canary}; never fewer than {lowest} of {self.spec.replicas} pods "
-                f"available; {failed} failed requests"
+                f"available; {failed} failed requests; {to_cloud} answered by the cloud"
             )
         else:
             ok = job == "rollback" and succeeded and history.stable == before
             reason = RolloutStore(self.cluster, self.spec).read().reason
             summary = (
                 f"rolled back {canary} ({reason}); stable {history.stable} untouched; "
-                f"{failed} requests failed on the canary meanwhile"
+                f"{failed} requests failed on the canary meanwhile; {to_cloud} answered by "
+                "the cloud while the model was held or rolling back"
             )
         return Outcome(
             scenario.name, ok, f"{job} {'succeeded' if succeeded else 'failed'}: {summary}"
@@ -230,6 +260,10 @@ class Demo:
                 return runs[0]
         return None
 
+    def _cloud_answers(self) -> int:
+        """Requests the router sent to the cloud stand-in so far."""
+        return len(self.cloud.received()) if self.cloud else 0
+
     def _serving(self) -> int:
         """Available pods of the model, over every release's Deployment: what its Service
         sends users to (stable's during a promotion, as the canary's pods take over)."""
@@ -277,6 +311,17 @@ HEADER = (
     f"time     {'scenario':8} {'stable':15} {'ready':>6} {'canary':15} {'ready':>6}  "
     f"{'pass/fail/err':13} {'controller':48} {'load ok/fail':>12}"
 )
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra`'s values, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class DemoFailed(RuntimeError):

@@ -98,7 +98,7 @@ The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
   The sandbox cluster answers kubectl (and `llm-rollout status`) like a real one:
 
     export KUBECONFIG={kubeconfig}
-    .venv/bin/kubectl -n {namespace} get deployments,pods -L llm-rollout.io/track  # one per release
+    .venv/bin/kubectl -n {namespace} get deployments,pods -L llm-rollout.io/track  # +router
     .venv/bin/kubectl -n {namespace} logs deployment/{stable}       # vLLM's own log
     .venv/bin/kubectl -n {namespace} describe deployments -l llm-rollout.io/track=canary
     .venv/bin/llm-rollout status {spec}

@@ -1,7 +1,9 @@
 """`python -m sandbox demo --headless`: the loop with real vLLM pods, as a newcomer runs it,
 in one world (each vLLM pod takes a minute or more to load on this machine): a good release
-canaried and promoted under chat traffic through the Service (stable never below its
-replicas, no request failed), then a stuck one rolled back on its own. This is the real-vLLM
+canaried and promoted under chat traffic through the model's router, which gives the gated
+canary its weight (stable never below its replicas, no request failed), then a stuck one rolled
+back on its own, the router sending requests to its "cloud" stand-in while the model is held
+or rolling back. This is the real-vLLM
 end-to-end test of the release loop; the demo's third scenario, a bad revision rolled back by
 the gate, is tests/cli/test_demo_browser.py's, launched from the Dagster UI (the same scenario
 here as well took ~160 s of CI for no code path of its own)."""
@@ -51,6 +53,8 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_stuck_one(
     for scenario in ("good", "stuck"):
         assert f"PASS {scenario}" in output, output[-6000:]
     assert "pass/fail/err" in output  # the live table
+    assert "sending chat traffic through its router" in output
+    assert "answered by the cloud" in output  # the router's fallback, counted per scenario
 
     with dg.DagsterInstance.from_config(str(folder / "dagster-home")) as instance:
         runs = {

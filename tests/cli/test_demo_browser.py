@@ -235,8 +235,10 @@ def test_a_newcomer_launches_a_bad_release_from_the_ui_and_watches_it_rolled_bac
     # meanwhile in a terminal: the commands the demo printed show the canary beside stable
     shell = run_guide_commands(demo)
     get = next(out for line, out in shell.items() if "get deployments,pods" in line)
-    tracks = [row.split()[-1] for row in get.splitlines() if row.startswith("deployment.apps/")]
+    deployments = [row for row in get.splitlines() if row.startswith("deployment.apps/")]
+    tracks = [row.split()[-1] for row in deployments if "-router " not in row]
     assert sorted(tracks) == ["canary", "stable"], get  # one Deployment per release
+    assert any(row.startswith("deployment.apps/demo-tiny-router ") for row in deployments), get
     vllm_log = next(out for line, out in shell.items() if " logs deployment/demo-tiny-rel-" in line)
     assert "Starting vLLM server" in vllm_log, vllm_log[-2000:]
     described = next(out for line, out in shell.items() if "track=canary" in line)
