@@ -31,6 +31,7 @@ from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
 from sandbox.load import LoadGenerator
+from sandbox.merge import merged
 from sandbox.openai_standin import OpenAIStandin
 from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
 from sandbox.world import SandboxWorld
@@ -120,7 +121,7 @@ class Demo:
         self.cloud = OpenAIStandin("cloud", model="tiny-llama-cloud").start()
         models = self.folder / "models"
         models.mkdir(parents=True, exist_ok=True)
-        routed = _merged(
+        routed = merged(
             yaml.safe_load(DEMO_SPEC.read_text()),
             yaml.safe_load(
                 DEMO_ROUTING.read_text().replace(CLOUD_PLACEHOLDER, f"{self.cloud.url}/v1")
@@ -311,17 +312,6 @@ HEADER = (
     f"time     {'scenario':8} {'stable':15} {'ready':>6} {'canary':15} {'ready':>6}  "
     f"{'pass/fail/err':13} {'controller':48} {'load ok/fail':>12}"
 )
-
-
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `extra`'s values, nested mappings merged key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class DemoFailed(RuntimeError):

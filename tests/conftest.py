@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox.merge import merged as merged  # tests import it from here
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The bundled example specs: never loaded unless a user copies one into a models folder.
 EXAMPLES_DIR = REPO_ROOT / "examples"
@@ -26,19 +28,6 @@ MINIMAL_SPEC: dict[str, Any] = {
     "storage": {"nfs": {"server": "10.0.0.5", "path": "/exports/models"}},
     "serving": {"vllm_version": "0.11.0"},
 }
-
-
-def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of `base` with `changes` merged in, section by section."""
-    result = {
-        key: (dict(value) if isinstance(value, dict) else value) for key, value in base.items()
-    }
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
-    return result
 
 
 @pytest.fixture

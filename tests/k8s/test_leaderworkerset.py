@@ -27,7 +27,7 @@ from llm_rollout.k8s.validation import schema_problems
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
 from tests.conftest import DEMO_SPEC
-from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, start_kube, wait_for
+from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, running_kube, wait_for
 
 GROUP, VERSION, PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
 COMMIT = "c" * 40
@@ -116,11 +116,8 @@ def test_a_replica_that_fits_one_node_is_a_deployment() -> None:
 def kube(tmp_path: Path) -> Iterator[Kube]:
     # two replicas of two 4-GPU pods, and room for one surge group during a rolling update
     nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 7))
-    started = start_kube(tmp_path / "cluster", nodes)
-    try:
+    with running_kube(tmp_path / "cluster", nodes) as started:
         yield started
-    finally:
-        started.cluster.stop()
 
 
 def custom(kube: Kube) -> client.CustomObjectsApi:

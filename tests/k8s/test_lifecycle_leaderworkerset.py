@@ -23,7 +23,7 @@ from llm_rollout.k8s.preflight import InsufficientGpus
 from llm_rollout.k8s.release import Release
 from llm_rollout.spec import ReleaseSpec
 from sandbox.cluster.cluster import NodeSpec
-from tests.fixtures.cluster import EMULATOR_IMAGE, GPU_TOLERATION, Kube, start_kube
+from tests.fixtures.cluster import EMULATOR_IMAGE, GPU_TOLERATION, Kube, running_kube
 from tests.k8s.conftest import COMMIT
 
 GROUP, VERSION, PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
@@ -35,11 +35,8 @@ MISSING_IMAGE = "registry.example.com/nowhere:1"
 def kube(tmp_path: Path) -> Iterator[Kube]:
     """Eight nodes of 4 GPUs: stable's two groups, a canary group and a surge group."""
     nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 9))
-    started = start_kube(tmp_path / "cluster", nodes)
-    try:
+    with running_kube(tmp_path / "cluster", nodes) as started:
         yield started
-    finally:
-        started.cluster.stop()
 
 
 @pytest.fixture

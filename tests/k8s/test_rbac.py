@@ -24,7 +24,7 @@ from llm_rollout.rollout.machine import Installed
 from llm_rollout.spec import ReleaseSpec
 from llm_rollout.spec.routing import Routing
 from sandbox.cluster.cluster import NodeSpec
-from tests.fixtures.cluster import Kube, start_kube
+from tests.fixtures.cluster import Kube, running_kube
 from tests.k8s.conftest import COMMIT, release
 
 DAGSTER = ("dagster", "llm-rollout")  # Dagster's namespace and service account
@@ -135,11 +135,8 @@ def test_with_the_quality_gate_it_reads_the_models_api_key_secret_and_no_other(
 def wide_kube(tmp_path: Path) -> Iterator[Kube]:
     """Six nodes of 4 GPUs: a stable group of two nodes, a canary group, one to spare."""
     nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 7))
-    started = start_kube(tmp_path / "wide", nodes)
-    try:
+    with running_kube(tmp_path / "wide", nodes) as started:
         yield started
-    finally:
-        started.cluster.stop()
 
 
 def two_nodes_a_replica(spec: ReleaseSpec) -> ReleaseSpec:

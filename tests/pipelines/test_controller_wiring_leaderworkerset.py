@@ -30,7 +30,7 @@ from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
 from sandbox.discovery import PodDiscovery
 from tests.conftest import DEMO_SPEC
-from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, start_kube, wait_for
+from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, running_kube, wait_for
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
 
 COMMIT = "c" * 40
@@ -39,11 +39,8 @@ COMMIT = "c" * 40
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[Kube]:
     nodes = tuple(NodeSpec(f"gpu-node-{n}", gpus=4) for n in range(1, 9))
-    started = start_kube(tmp_path / "cluster", nodes)
-    try:
+    with running_kube(tmp_path / "cluster", nodes) as started:
         yield started
-    finally:
-        started.cluster.stop()
 
 
 @pytest.fixture
