@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from llm_rollout.spec import ReleaseSpec
 from sandbox.merge import merged as merged  # tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,3 +61,17 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.postgres",
 ]
+
+
+def two_nodes_a_replica(spec: ReleaseSpec, **changes: Any) -> ReleaseSpec:
+    """`spec` at TP 4 × PP 2 on nodes of 4 GPUs: each replica a group of two nodes, so its
+    releases are LeaderWorkerSets; `changes` replace further top-level fields."""
+    return spec.model_copy(
+        update={
+            "serving": spec.serving.model_copy(
+                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
+            ),
+            "resources": spec.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
+            **changes,
+        }
+    )

@@ -26,7 +26,7 @@ from llm_rollout.k8s.release import Release
 from llm_rollout.k8s.validation import schema_problems
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
-from tests.conftest import DEMO_SPEC
+from tests.conftest import DEMO_SPEC, two_nodes_a_replica
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, running_kube, wait_for
 
 GROUP, VERSION, PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
@@ -34,17 +34,8 @@ COMMIT = "c" * 40
 
 
 def two_node_spec(replicas: int = 2) -> ReleaseSpec:
-    """The demo model at TP 4 × PP 2 on nodes of 4 GPUs: two nodes a replica."""
-    demo = load_spec(DEMO_SPEC)
-    return demo.model_copy(
-        update={
-            "serving": demo.serving.model_copy(
-                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
-            ),
-            "resources": demo.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
-            "replicas": replicas,
-        }
-    )
+    """The demo model with two nodes a replica."""
+    return two_nodes_a_replica(load_spec(DEMO_SPEC), replicas=replicas)
 
 
 def rendered(spec: ReleaseSpec, image: str = EMULATOR_IMAGE) -> tuple[list[Any], dict[str, Any]]:

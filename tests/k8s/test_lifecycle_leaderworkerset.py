@@ -23,6 +23,7 @@ from llm_rollout.k8s.preflight import InsufficientGpus
 from llm_rollout.k8s.release import Release
 from llm_rollout.spec import ReleaseSpec
 from sandbox.cluster.cluster import NodeSpec
+from tests.conftest import two_nodes_a_replica
 from tests.fixtures.cluster import EMULATOR_IMAGE, GPU_TOLERATION, Kube, running_kube
 from tests.k8s.conftest import COMMIT
 
@@ -41,15 +42,8 @@ def kube(tmp_path: Path) -> Iterator[Kube]:
 
 @pytest.fixture
 def wide(spec: ReleaseSpec) -> ReleaseSpec:
-    """The tests' demo spec at TP 4 × PP 2 on nodes of 4 GPUs: two nodes a replica."""
-    return spec.model_copy(
-        update={
-            "serving": spec.serving.model_copy(
-                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
-            ),
-            "resources": spec.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
-        }
-    )
+    """The tests' demo spec with two nodes a replica."""
+    return two_nodes_a_replica(spec)
 
 
 @pytest.fixture

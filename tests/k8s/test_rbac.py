@@ -24,6 +24,7 @@ from llm_rollout.rollout.machine import Installed
 from llm_rollout.spec import ReleaseSpec
 from llm_rollout.spec.routing import Routing
 from sandbox.cluster.cluster import NodeSpec
+from tests.conftest import two_nodes_a_replica
 from tests.fixtures.cluster import Kube, running_kube
 from tests.k8s.conftest import COMMIT, release
 
@@ -139,19 +140,6 @@ def wide_kube(tmp_path: Path) -> Iterator[Kube]:
         yield started
 
 
-def two_nodes_a_replica(spec: ReleaseSpec) -> ReleaseSpec:
-    """TP 4 × PP 2 on nodes of 4 GPUs, one replica: its releases are LeaderWorkerSets."""
-    return spec.model_copy(
-        update={
-            "serving": spec.serving.model_copy(
-                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
-            ),
-            "resources": spec.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
-            "replicas": 1,
-        }
-    )
-
-
 def release_promote_rollback_groups(run: Lifecycle) -> None:
     """First release, a canary that cannot pull its image rolled back, a good canary
     promoted, an aborted canary — each release a LeaderWorkerSet."""
@@ -176,7 +164,7 @@ def release_promote_rollback_groups(run: Lifecycle) -> None:
 def test_a_multi_node_model_releases_with_exactly_the_printed_rbac(
     wide_kube: Kube, spec: ReleaseSpec
 ) -> None:
-    wide = two_nodes_a_replica(spec)
+    wide = two_nodes_a_replica(spec, replicas=1)
     run = Lifecycle(grant(wide_kube, wide, dagster_rbac([wide], *DAGSTER)), wide, poll_seconds=0.2)
     release_promote_rollback_groups(run)
 
@@ -184,7 +172,7 @@ def test_a_multi_node_model_releases_with_exactly_the_printed_rbac(
 def test_without_its_leaderworkerset_rule_a_multi_node_release_is_forbidden(
     wide_kube: Kube, spec: ReleaseSpec
 ) -> None:
-    wide = two_nodes_a_replica(spec)
+    wide = two_nodes_a_replica(spec, replicas=1)
     objects = without(
         dagster_rbac([wide], *DAGSTER), "Role", lambda r: "leaderworkersets" in r["resources"]
     )
@@ -202,7 +190,7 @@ def test_only_a_multi_node_model_is_granted_leaderworkersets(spec: ReleaseSpec) 
         return [r for r in role["rules"] if "leaderworkerset.x-k8s.io" in r["apiGroups"]]
 
     assert lws_rules(spec) == []
-    (rule,) = lws_rules(two_nodes_a_replica(spec))
+    (rule,) = lws_rules(two_nodes_a_replica(spec, replicas=1))
     assert rule["resources"] == ["leaderworkersets", "leaderworkersets/scale"]
 
 

@@ -29,7 +29,7 @@ from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.cluster.cluster import NodeSpec
 from sandbox.discovery import PodDiscovery
-from tests.conftest import DEMO_SPEC
+from tests.conftest import DEMO_SPEC, two_nodes_a_replica
 from tests.fixtures.cluster import EMULATOR_IMAGE, Kube, running_kube, wait_for
 from tests.fixtures.prometheus import SCRAPE_INTERVAL_SECONDS, LocalPrometheus
 
@@ -48,26 +48,21 @@ def wide() -> ReleaseSpec:
     """The demo at TP 4 × PP 2 on nodes of 4 GPUs, two replicas, a short gate: one passing
     window of 10 s after 5 s of warm-up promotes."""
     demo = load_spec(DEMO_SPEC)
-    return demo.model_copy(
-        update={
-            "serving": demo.serving.model_copy(
-                update={"tensor_parallel_size": 4, "pipeline_parallel_size": 2}
-            ),
-            "resources": demo.resources.model_copy(update={"gpus": 8, "gpus_per_node": 4}),
-            "replicas": 2,
-            "rollout": demo.rollout.model_copy(
-                update={"progress_deadline_seconds": 120, "startup_budget_seconds": 30}
-            ),
-            "gate": demo.gate.model_copy(
-                update={
-                    "warmup_seconds": 5,
-                    "window": "10s",
-                    "interval_seconds": 5,
-                    "required_passes": 1,
-                    "min_requests": 5,
-                }
-            ),
-        }
+    return two_nodes_a_replica(
+        demo,
+        replicas=2,
+        rollout=demo.rollout.model_copy(
+            update={"progress_deadline_seconds": 120, "startup_budget_seconds": 30}
+        ),
+        gate=demo.gate.model_copy(
+            update={
+                "warmup_seconds": 5,
+                "window": "10s",
+                "interval_seconds": 5,
+                "required_passes": 1,
+                "min_requests": 5,
+            }
+        ),
     )
 
 
