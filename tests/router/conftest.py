@@ -108,14 +108,16 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
 
 
 def metric_value(url: str, name: str, **labels: str) -> float:
-    """One sample from a Prometheus text page; 0 when absent."""
+    """The sum of the samples of `name` with these labels on a Prometheus text page (the
+    series' value when the labels name one series); 0 when there is none."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def _get_json(url: str) -> Any:

@@ -10,8 +10,6 @@ each vLLM pod's own `vllm:request_success_total` counts what it answered."""
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import openai
 import pytest
 
 from llm_rollout.k8s import labels as names
+from llm_rollout.k8s import router_manifests
 from llm_rollout.k8s.cluster import ClusterClient
 from llm_rollout.k8s.lifecycle import Lifecycle
 from llm_rollout.k8s.release import Release
@@ -34,6 +33,7 @@ from sandbox.world import SandboxWorld
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.cluster import wait_for
 from tests.k8s.test_router_release import ROUTER_IMAGE, Clients, tick_until, wait_loaded, weights
+from tests.router.conftest import metric_value
 
 pytestmark = pytest.mark.real_vllm
 
@@ -44,7 +44,6 @@ STREAMS = 10
 STABLE_IMAGE = "vllm/vllm-openai:v0.32.0"
 CANARY_IMAGE = "docker.io/vllm/vllm-openai:v0.32.0"
 LOAD_SECONDS = 300  # a CPU vLLM pod loads in ~20-60 s here, more beside the other lanes
-SUCCESS_LINE = re.compile(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
 @pytest.fixture
@@ -73,12 +72,10 @@ def routed_spec(world: SandboxWorld) -> ReleaseSpec:
 
 
 def answered(cluster: ClusterClient, spec: ReleaseSpec, release: str) -> float:
-    """Requests the release's vLLM pod answered, from its own /metrics."""
+    """Requests the release's vLLM pod answered (every finish reason), from its own /metrics."""
     (pod,) = cluster.list_objects("Pod", spec.namespace, f"{names.RELEASE}={release}")
     url = f"http://{pod['status']['podIP']}:{names.HTTP_PORT}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return sum(float(value) for value in SUCCESS_LINE.findall(text))
+    return metric_value(url, "vllm:request_success_total")
 
 
 def test_the_router_gives_a_real_vllm_canary_exactly_its_weight_streaming_and_not(
@@ -96,7 +93,7 @@ def test_the_router_gives_a_real_vllm_canary_exactly_its_weight_streaming_and_no
     status = lifecycle.wait(lifecycle.workload_name(stable.release_id), timeout=LOAD_SECONDS)
     assert status.phase == "complete", status.reason
     controller.report(spec, cluster, Installed(stable.release_id))
-    router = lifecycle.wait(f"{spec.name}-router", timeout=60)
+    router = lifecycle.wait(router_manifests.router_name(spec), timeout=60)
     assert router.phase == "complete", router.reason
 
     canary = Release(spec, commit, CANARY_IMAGE)
