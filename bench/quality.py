@@ -30,46 +30,22 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from llm_rollout.monitoring.gate import Outcome  # noqa: E402
 from llm_rollout.monitoring.quality import (  # noqa: E402
-    GoldenPrompt,
     QualityLimits,
     VllmEndpoint,
     collect,
     compare,
     judge_quality,
+    load_prompts,
 )
 from llm_rollout.spec.schema import Quality  # noqa: E402
 from sandbox.tiny_model import write_revision, write_tiny_model  # noqa: E402
 from sandbox.vllm_process import VllmProcess  # noqa: E402
 
 MODEL = "tiny-llama"
-GOLDEN = [
-    GoldenPrompt("greeting", [{"role": "user", "content": "Say hello to the cluster."}]),
-    GoldenPrompt(
-        "system",
-        [
-            {"role": "system", "content": "You are terse. Answer with one word."},
-            {"role": "user", "content": "What is the time to first token?"},
-        ],
-    ),
-    GoldenPrompt("numbers", [{"role": "user", "content": "Count: 0 1 2 3"}]),
-    GoldenPrompt("question", [{"role": "user", "content": "How many requests wait in the queue?"}]),
-    GoldenPrompt(
-        "rollback",
-        [
-            {"role": "system", "content": "Answer yes or no."},
-            {"role": "user", "content": "Is the canary rolled back when it regresses?"},
-        ],
-    ),
-    GoldenPrompt("weights", [{"role": "user", "content": "Every release is verified"}]),
-    # answered with the server's own sampling defaults (and the gate's fixed seed): what a
-    # client that sends no sampling parameters gets
-    GoldenPrompt(
-        "defaults", [{"role": "user", "content": "Describe the cluster."}], sampling="server"
-    ),
-    GoldenPrompt(
-        "defaults-2", [{"role": "user", "content": "What does the router do?"}], sampling="server"
-    ),
-]
+# the demo's golden set (its quality gate sends the same prompts): six greedy, two answered
+# with the server's own sampling defaults (and the gate's fixed seed), as a client that sends
+# no sampling parameters gets them
+GOLDEN = load_prompts(REPO_ROOT / "sandbox" / "specs" / "demo-golden.jsonl")
 VARIANTS = (
     ("same release", None),
     ("one layer changed", "perturbed-layer"),

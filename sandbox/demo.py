@@ -1,19 +1,24 @@
 """The demo: the whole loop on one machine, no GPU, no cluster. A sandbox world (cluster
-running real vLLM pods on CPU, a Hub holding the tiny model and two later revisions of it, a
-Prometheus discovering the pods), steady chat traffic through the model's router (its
-"cloud" a local stand-in), and Dagster (`dagster dev` with the UI, or only the daemon when
-headless) releasing into it.
+running real vLLM pods on CPU, a Hub holding the tiny model and three later revisions of it,
+a Prometheus discovering the pods), steady chat traffic through the model's router (its
+"cloud" a local stand-in), the output-quality gate's golden prompts, and Dagster (`dagster
+dev` with the UI, or only the daemon when headless) releasing into it.
 
 Scenarios, each a second release of `sandbox/specs/demo-tiny.yaml`:
-  good   revision `v2`: a new model card, same weights → canaried, gated, promoted
-  bad    revision `v2-system-first`: a chat template that rejects conversations without a
-         system message (the demo's traffic has none) → the gate rolls it back
-  stuck  image `vllm/vllm-openai:v0.32.O` (a typo: letter O) → never pulls, rolled back as
-         stalled
+  good    revision `v2`: a new model card, same weights → canaried, gated (every quality
+          measurement identical to stable's), promoted
+  bad     revision `v2-system-first`: a chat template that rejects conversations without a
+          system message (the demo's traffic has none) → the gate rolls it back
+  subtle  revision `v2-perturbed`: one layer's weights changed, same files and sizes → every
+          request succeeds, as fast as stable's; only the quality gate sees the answers
+          changed, and rolls it back
+  stuck   image `vllm/vllm-openai:v0.32.O` (a typo: letter O) → never pulls, rolled back as
+          stalled
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +46,17 @@ from sandbox.world import SandboxWorld
 # tests' specs).
 DEMO_SPEC = REPO_ROOT / "sandbox" / "specs" / "demo-tiny.yaml"
 DEMO_ROUTING = REPO_ROOT / "sandbox" / "specs" / "demo-routing.yaml"
+DEMO_QUALITY = REPO_ROOT / "sandbox" / "specs" / "demo-quality.yaml"
+DEMO_GOLDEN = REPO_ROOT / "sandbox" / "specs" / "demo-golden.jsonl"
+# the Hub's later revisions of the tiny model: branch → what changed (sandbox/tiny_model.py)
+REVISIONS = {
+    "v2": "model-card",
+    "v2-system-first": "system-first-template",
+    "v2-perturbed": "perturbed-layer",
+}
+# the measurements of the output-quality gate (monitoring/quality.py): the subtle scenario is
+# rolled back by these alone
+QUALITY_MEASUREMENTS = ("prompt_identity", "agreement", "logprob_drift", "expectations")
 MODEL = "demo-tiny"
 GROUP = "demo_tiny"
 SCENARIO_TIMEOUT_SECONDS = 900  # three CPU vLLM pods start slowly on a small laptop
@@ -59,6 +75,9 @@ class Scenario:
     expect: str  # "promote" or "rollback"
     revision: str | None = None
     image: str | None = None
+    # a rollback the quality gate alone must decide: in every failing window each other
+    # measurement passed
+    by_quality: bool = False
 
     def run_config(self) -> dict[str, Any]:
         ops: dict[str, Any] = {}
@@ -77,6 +96,14 @@ SCENARIOS = {
         "system message",
         "rollback",
         "v2-system-first",
+    ),
+    "subtle": Scenario(
+        "subtle",
+        "revision v2-perturbed: one layer's weights changed, same files and sizes (every "
+        "request succeeds, fast)",
+        "rollback",
+        "v2-perturbed",
+        by_quality=True,
     ),
     "stuck": Scenario(
         "stuck",
@@ -127,7 +154,10 @@ class Demo:
                 DEMO_ROUTING.read_text().replace(CLOUD_PLACEHOLDER, f"{self.cloud.url}/v1")
             ),
         )
-        (models / DEMO_SPEC.name).write_text(yaml.safe_dump(routed, sort_keys=False))
+        # the quality gate's golden prompts, beside the spec that names them
+        shutil.copy(DEMO_GOLDEN, models / DEMO_GOLDEN.name)
+        spec = merged(routed, yaml.safe_load(DEMO_QUALITY.read_text()))
+        (models / DEMO_SPEC.name).write_text(yaml.safe_dump(spec, sort_keys=False))
         self.spec = load_spec(models / DEMO_SPEC.name)
         self.say(f"the router's cloud backend: a stand-in at {self.cloud.url}")
         self.home = DagsterHome(self.folder / "dagster-home", self.world.env(models))
@@ -214,6 +244,10 @@ class Demo:
                 f"{failed} requests failed on the canary meanwhile; {to_cloud} answered by "
                 "the cloud while the model was held or rolling back"
             )
+            if scenario.by_quality:
+                alone, why = self._failed_on_quality_alone(canary)
+                ok = ok and alone
+                summary += f"; {why}"
         return Outcome(
             scenario.name, ok, f"{job} {'succeeded' if succeeded else 'failed'}: {summary}"
         )
@@ -261,6 +295,35 @@ class Demo:
                 return runs[0]
         return None
 
+    def _failed_on_quality_alone(self, canary: str | None) -> tuple[bool, str]:
+        """Whether the canary's failing windows failed on quality measurements only, every
+        other measurement passing (the gate check's `outcomes`), and what failed."""
+        failing = [
+            outcomes for window, outcomes in gate_windows(self.instance, canary) if window == "Fail"
+        ]
+        others = sorted(
+            {
+                f"{name} {outcome}"
+                for outcomes in failing
+                for name, outcome in outcomes.items()
+                if name not in QUALITY_MEASUREMENTS and outcome != "Pass"
+            }
+        )
+        quality = sorted(
+            {
+                name
+                for outcomes in failing
+                for name, outcome in outcomes.items()
+                if name in QUALITY_MEASUREMENTS and outcome == "Fail"
+            }
+        )
+        if not failing or others or not quality:
+            return False, f"not the quality gate alone: {', '.join(others) or 'no quality Fail'}"
+        return True, (
+            f"by the quality gate alone ({', '.join(quality)} failed; every other measurement "
+            f"passed in its {len(failing)} failing windows)"
+        )
+
     def _cloud_answers(self) -> int:
         """Requests the router sent to the cloud stand-in so far."""
         return len(self.cloud.received()) if self.cloud else 0
@@ -302,10 +365,27 @@ class Demo:
 
     def _publish_revisions(self) -> None:
         store = self.world.hub.store
-        for branch, change in (("v2", "model-card"), ("v2-system-first", "system-first-template")):
+        for branch, change in REVISIONS.items():
             folder = write_revision(self.base_model, self.folder / "revisions" / branch, change)
             store.commit_folder(REPO_ID, folder, message=f"{branch}: {change}", branch=branch)
-        self.say(f"Hub: {REPO_ID} main (v1), v2 (good), v2-system-first (bad)")
+        self.say(
+            f"Hub: {REPO_ID} main (v1), v2 (good), v2-system-first (bad), v2-perturbed (subtle)"
+        )
+
+
+def gate_windows(
+    instance: dg.DagsterInstance, release: str | None
+) -> list[tuple[str, dict[str, str]]]:
+    """The gate check's judged windows of one release, newest first: (window outcome,
+    measurement → outcome)."""
+    key = dg.AssetCheckKey(dg.AssetKey([GROUP, "release"]), "gate")
+    found = []
+    for execution in instance.event_log_storage.get_asset_check_execution_history(key, limit=500):
+        event = execution.event.dagster_event if execution.event else None
+        metadata = getattr(event.event_specific_data, "metadata", {}) if event else {}
+        if "outcomes" in metadata and metadata["release_id"].value == release:
+            found.append((metadata["window"].value, metadata["outcomes"].value))
+    return found
 
 
 HEADER = (

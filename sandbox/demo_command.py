@@ -39,7 +39,8 @@ def demo(scenarios: tuple[str, ...], headless: bool, folder: Path, port: int) ->
 
     Exit status with --headless: 0 when every scenario ended as expected (good: promoted
     with no failed request and stable never below desired; bad, stuck: rolled back with
-    stable untouched), 1 otherwise."""
+    stable untouched; subtle: rolled back by the quality gate alone, every other measurement
+    passing), 1 otherwise."""
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     signal.signal(signal.SIGINT, _interrupt)
     running = Demo(folder, lambda line: click.echo(line))
@@ -90,6 +91,7 @@ The demo is up. Open the Dagster UI: http://127.0.0.1:{port}
 
     ops: {{demo_tiny__weights: {{config: {{revision: v2}}}}}}               # good: promoted
     ops: {{demo_tiny__weights: {{config: {{revision: v2-system-first}}}}}}  # bad: rolled back
+    ops: {{demo_tiny__weights: {{config: {{revision: v2-perturbed}}}}}}  # subtle: by quality
     ops: {{demo_tiny__image: {{config: {{reference: "vllm/vllm-openai:v0.32.O"}}}}}}  # stuck
 
   Watch Assets → demo_tiny → release → Checks → gate, and Automation → demo_tiny_gate;

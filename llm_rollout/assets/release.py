@@ -488,7 +488,7 @@ def gate_evaluation(
     for m in verdict.measurements:
         rows.append(
             f"| {m.name} | {_fmt(m.canary)} | {_fmt(m.stable)} | {m.threshold} | "
-            f"{m.outcome.value}: {m.reason} |"
+            f"{m.outcome.value}: {_cell(m.reason)} |"
         )
         if m.canary is not None and m.canary == m.canary:  # plotted in the UI; NaN is not
             numbers[f"canary_{m.name}"] = dg.MetadataValue.float(m.canary)
@@ -512,11 +512,20 @@ def gate_evaluation(
             "failures_in_a_row": record.failures,
             "errors_in_a_row": record.errors,
             "measurements": dg.MetadataValue.md("\n".join(rows)),
+            # the same outcomes for scripts and alerts: measurement → Pass/Fail/…
+            "outcomes": dg.MetadataValue.json(
+                {m.name: m.outcome.value for m in verdict.measurements}
+            ),
             "queries": dg.MetadataValue.text(queries),
             **({"chart": dg.MetadataValue.md(f"```\n{chart}\n```")} if chart else {}),
             **numbers,
         },
     )
+
+
+def _cell(text: str) -> str:
+    """Text safe in one Markdown table cell (a quality row quotes model answers)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _fmt(value: float | None) -> str:

@@ -11,7 +11,9 @@ Four measurements, judged with the gate's own outcomes (`monitoring.gate.Outcome
                    to stable's own greedy tokens (the canary is teacher-forced along stable's
                    answer with vLLM's `prompt_logprobs`);
   expectations     the share of prompts whose answer meets its `expect`, canary vs stable.
-A pod that cannot be reached, or answers nonsense, is an Error — never a Pass.
+A pod that cannot be reached, or answers nonsense, is an Error — never a Pass. A canary that
+refuses a golden prompt stable answered (vLLM's HTTP 400: its chat template raised, the prompt
+does not fit its context) has answered it worse: a changed answer, judged by `agreement`.
 
 vLLM API used (vLLM 0.32, `vllm/entrypoints/serve/tokenize/protocol.py`,
 `vllm/entrypoints/openai/{chat_completion,completion}/protocol.py`): `POST /tokenize` with
@@ -46,6 +48,12 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 class QualityError(Exception):
     """A golden prompt file that cannot be used, or a track that cannot be measured."""
+
+
+class Refused(QualityError):
+    """The pod rejected the request as invalid for it (HTTP 400, vLLM's answer to a chat
+    template that raises or a prompt beyond its context): a measurement of the pod, unlike a
+    pod that cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,11 @@ class Answer:
     output_ids: list[int]
     text: str
     logprobs: list[float]  # of each output token, as the track chose it
+    refused: str = ""  # why the track rejected the prompt (then no ids, text or logprobs)
+
+    @classmethod
+    def refusal(cls, why: str) -> Answer:
+        return cls([], [], "", [], refused=why)
 
 
 @dataclass(frozen=True)
@@ -253,6 +266,8 @@ class VllmEndpoint:
             )
         except requests.RequestException as error:
             raise QualityError(f"{self.url}{path}: unreachable ({error})") from error
+        if response.status_code == 400:
+            raise Refused(f"{self.url}{path}: HTTP 400: {_error_message(response)}")
         if response.status_code != 200:
             raise QualityError(
                 f"{self.url}{path}: HTTP {response.status_code}: {response.text[:200]}"
@@ -264,14 +279,29 @@ class VllmEndpoint:
         return found
 
 
+def _error_message(response: requests.Response) -> str:
+    """vLLM's error text (`{"error": {"message": ...}}`), else the body's start."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    return str(message)[:200]
+
+
 def collect(
     prompts: Sequence[GoldenPrompt], canary: VllmEndpoint, stable: VllmEndpoint
 ) -> list[Sample]:
-    """Both tracks' answers to every golden prompt, and the canary along stable's answers."""
+    """Both tracks' answers to every golden prompt, and the canary along stable's answers.
+    Stable refusing a prompt is an error of the golden set (raised); the canary refusing
+    one stable answered is the canary's answer."""
     samples = []
     for prompt in prompts:
         stable_answer = stable.answer(prompt)
-        canary_answer = canary.answer(prompt)
+        try:
+            canary_answer = canary.answer(prompt)
+        except Refused as refused:
+            samples.append(Sample(prompt, Answer.refusal(str(refused)), stable_answer, []))
+            continue
         forced = canary.teacher_forced(stable_answer.prompt_ids, stable_answer.output_ids)
         samples.append(Sample(prompt, canary_answer, stable_answer, forced))
     return samples
@@ -299,14 +329,29 @@ class QualityReport:
     stable_met: int
     expected: int
     worst: list[str] = field(default_factory=list)
+    refused: int = 0  # prompts the canary rejected (HTTP 400) that stable answered
 
 
 def compare(samples: Sequence[Sample]) -> QualityReport:
     """Compare both tracks over the golden set (pure)."""
     drifts: list[float] = []
     ranked: list[tuple[float, str]] = []
-    canary_met = stable_met = expected = same_prompt = same_answer = 0
+    canary_met = stable_met = expected = same_prompt = same_answer = refused = 0
     for s in samples:
+        if s.prompt.expect is not None:
+            expected += 1
+            canary_met += not s.canary.refused and s.prompt.expect.met_by(s.canary.text)
+            stable_met += s.prompt.expect.met_by(s.stable.text)
+        if s.canary.refused:  # no tokens to compare: a changed answer, ranked first
+            refused += 1
+            ranked.append(
+                (
+                    math.inf,
+                    f"{s.prompt.id}: canary refused it ({s.canary.refused[-120:]}); stable "
+                    f"{s.stable.text[:80]!r}",
+                )
+            )
+            continue
         same_prompt += s.canary.prompt_ids == s.stable.prompt_ids
         same_answer += s.canary.output_ids == s.stable.output_ids
         gaps = [
@@ -316,10 +361,6 @@ def compare(samples: Sequence[Sample]) -> QualityReport:
         ]
         drift = sum(gaps) / len(gaps) if gaps else 0.0
         drifts.extend(gaps)
-        if s.prompt.expect is not None:
-            expected += 1
-            canary_met += s.prompt.expect.met_by(s.canary.text)
-            stable_met += s.prompt.expect.met_by(s.stable.text)
         if s.canary.output_ids != s.stable.output_ids:
             at = _first_difference(s.canary.output_ids, s.stable.output_ids)
             ranked.append(
@@ -332,7 +373,15 @@ def compare(samples: Sequence[Sample]) -> QualityReport:
     worst = [text for _, text in sorted(ranked, reverse=True)[:WORST_SHOWN]]
     mean_drift = sum(drifts) / len(drifts) if drifts else 0.0
     return QualityReport(
-        len(samples), same_prompt, same_answer, mean_drift, canary_met, stable_met, expected, worst
+        len(samples),
+        same_prompt,
+        same_answer,
+        mean_drift,
+        canary_met,
+        stable_met,
+        expected,
+        worst,
+        refused,
     )
 
 
@@ -351,10 +400,14 @@ def judge_quality(limits: QualityLimits, report: QualityReport) -> list[Measurem
             )
         ]
     n = report.prompts
-    identity = report.same_prompt / n
+    # prompt tokens are compared where the canary answered (a refusal has none)
+    tokenized = n - report.refused
+    identity = report.same_prompt / tokenized if tokenized else 1.0
     agreement = report.same_answer / n
     worst = "; ".join(report.worst) or "every answer identical"
-    changed = n - report.same_prompt
+    if report.refused:
+        worst = f"the canary refused {report.refused} of {n} prompts stable answered; {worst}"
+    changed = tokenized - report.same_prompt
     measurements = [
         Measurement(
             "prompt_identity",
@@ -364,7 +417,7 @@ def judge_quality(limits: QualityLimits, report: QualityReport) -> list[Measurem
             Outcome.PASS if changed == 0 or limits.allow_prompt_change else Outcome.FAIL,
             "same prompt tokens"
             if changed == 0
-            else f"{changed} of {n} prompts tokenize differently: the chat template or "
+            else f"{changed} of {tokenized} prompts tokenize differently: the chat template or "
             "tokenizer changed",
         ),
         Measurement(

@@ -16,11 +16,13 @@ from llm_rollout.monitoring.quality import (
     QualityLimits,
     Sample,
     VllmEndpoint,
+    collect,
     compare,
     judge_quality,
     load_prompts,
 )
 from sandbox.openai_standin import OpenAIStandin
+from sandbox.vllm_metrics.server import MetricsEmulator
 
 LIMITS = QualityLimits(min_agreement=0.9, max_logprob_drift=0.05, max_expectation_drop=0.0)
 PROMPT = [1, 2, 3]
@@ -75,6 +77,43 @@ def test_a_subtly_different_release_fails_the_measurement_that_sees_it(
 ) -> None:
     found = outcomes(samples)
     assert found[failing] is Outcome.FAIL, found
+
+
+def test_a_canary_that_refuses_prompts_stable_answers_fails_agreement() -> None:
+    """A chat template that raises on some conversations: vLLM answers them HTTP 400. Those
+    are the canary's answers (worse ones), not a failed measurement."""
+    refused = Answer.refusal("HTTP 400: Conversation roles must alternate")
+    report = compare([sample(refused, forced=[])] * 2 + [sample()] * 8)
+    found = {m.name: m for m in judge_quality(LIMITS, report)}
+    assert found["agreement"].outcome is Outcome.FAIL
+    assert found["agreement"].canary == 0.8
+    assert "refused 2 of 10" in found["agreement"].reason
+    assert "must alternate" in found["agreement"].reason and "'Paris'" in found["agreement"].reason
+    # the prompts it answered tokenize as stable's; its refusals have no tokens to compare
+    assert found["prompt_identity"].outcome is Outcome.PASS
+    assert found["logprob_drift"].outcome is Outcome.PASS
+
+
+def test_a_refusal_fails_the_canary_but_is_an_error_when_stable_refuses_or_either_breaks(
+    metrics_emulator: MetricsEmulator,
+) -> None:
+    """Against HTTP servers: the canary's HTTP 400 is a changed answer (the old code made the
+    whole window an Error, which holds a bad canary instead of rolling it back); stable's
+    400, or a 500 from either, is an Error — the measurement could not be made."""
+    prompt = GoldenPrompt("hi", [{"role": "user", "content": "hi"}])
+    working = VllmEndpoint(metrics_emulator.url, "tiny-llama", seed=7, max_tokens=4)
+    with OpenAIStandin("bad-template") as pod:
+        pod.faults.status = 400
+        broken = VllmEndpoint(pod.url, "tiny-llama", seed=7, max_tokens=4)
+        (refusal,) = collect([prompt], broken, working)
+        assert refusal.canary.refused.endswith("HTTP 400: bad-template failed")
+        found = {m.name: m.outcome for m in judge_quality(LIMITS, compare([refusal]))}
+        assert found["agreement"] is Outcome.FAIL
+        with pytest.raises(QualityError, match="HTTP 400"):
+            collect([prompt], working, broken)
+        pod.faults.status = 500
+        with pytest.raises(QualityError, match="HTTP 500"):
+            collect([prompt], broken, working)
 
 
 def test_an_intended_template_change_may_be_allowed() -> None:
