@@ -1,6 +1,8 @@
 """Dagster as a user runs it, on this machine: a DAGSTER_HOME holding the repository's
 dagster.yaml, the daemon (sensors, schedules, run queue, run monitoring) and `dagster dev` as
-real processes, and runs launched with `dagster job launch`. For the demo and the tests."""
+real processes, runs launched with `dagster job launch`, and optionally the code location
+served once over gRPC (`dagster api grpc`, as a user-code deployment on Kubernetes serves it)
+for the daemon and every launch to share. For the demo and the tests."""
 
 from __future__ import annotations
 
@@ -10,16 +12,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Any, Self
 
 import dagster as dg
+import yaml
 
 from sandbox.running import Running
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE = REPO_ROOT / "workspace.yaml"
+# the code location the repository's workspace loads: its module and name
+CODE_LOCATION = yaml.safe_load(WORKSPACE.read_text())["load_from"][0]["python_module"]
+CODE_SERVER_UP_SECONDS = 180  # imports Dagster and the code location; slow beside other work
 SHIPPED_INSTANCE_CONFIG = REPO_ROOT / "dagster.yaml"
 STOP_TIMEOUT_SECONDS = 30  # the daemon finishes its current iteration first
 
@@ -39,9 +46,23 @@ class DagsterHome:
         if not (home / "dagster.yaml").exists():
             shutil.copy(SHIPPED_INSTANCE_CONFIG, home / "dagster.yaml")
         self._shared: dg.DagsterInstance | None = None
+        # what the daemon, `dagster dev` and launches load (use_code_server changes it)
+        self.workspace = WORKSPACE
         # create the SQLite storage once, before several processes race to create it
         with self.instance():
             pass
+
+    def use_code_server(self, port: int) -> None:
+        """Point the daemon and every launch at a code server on `port` (DagsterProcess.
+        code_server) instead of each loading the code location in a server of its own: a
+        `dagster job launch` then costs its own imports only (it started a server, ~4 CPU-s)."""
+        self.workspace = self.home / "workspace.yaml"
+        server = {
+            "host": "127.0.0.1",
+            "port": port,
+            "location_name": CODE_LOCATION["location_name"],
+        }
+        self.workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": server}]}))
 
     def environ(self) -> dict[str, str]:
         return {**os.environ, **self.env, "DAGSTER_HOME": str(self.home)}
@@ -75,7 +96,7 @@ class DagsterHome:
     ) -> str:
         """`dagster job launch`: submit a run to the queue; its run id."""
         run_id = str(uuid.uuid4())
-        args = ["job", "launch", "-w", str(WORKSPACE), "-j", job, "--run-id", run_id]
+        args = ["job", "launch", "-w", str(self.workspace), "-j", job, "--run-id", run_id]
         args += ["--config-json", json.dumps(run_config or {})]
         if tags:
             args += ["--tags", json.dumps(tags)]
@@ -108,12 +129,41 @@ class DagsterProcess(Running):
 
     @classmethod
     def daemon(cls, home: DagsterHome, log: IO[bytes] | None = None) -> DagsterProcess:
-        return cls(home, [dagster_bin("dagster-daemon"), "run", "-w", str(WORKSPACE)], log)
+        return cls(home, [dagster_bin("dagster-daemon"), "run", "-w", str(home.workspace)], log)
 
     @classmethod
     def dev(cls, home: DagsterHome, port: int, log: IO[bytes] | None = None) -> DagsterProcess:
-        command = [dagster_bin("dagster"), "dev", "-w", str(WORKSPACE), "-p", str(port)]
+        command = [dagster_bin("dagster"), "dev", "-w", str(home.workspace), "-p", str(port)]
         return cls(home, [*command, "-h", "127.0.0.1"], log)
+
+    @classmethod
+    def code_server(
+        cls, home: DagsterHome, port: int, log: IO[bytes] | None = None
+    ) -> DagsterProcess:
+        """The repository's code location served over gRPC on `port`; then
+        `home.use_code_server(port)`."""
+        command = [dagster_bin("dagster"), "api", "grpc", "-m", CODE_LOCATION["module_name"]]
+        command += ["--location-name", CODE_LOCATION["location_name"]]
+        return cls(home, [*command, "-h", "127.0.0.1", "-p", str(port)], log)
+
+    def wait_serving(self, port: int, timeout: float = CODE_SERVER_UP_SECONDS) -> None:
+        """Until the code server on `port` answers a gRPC ping (it has loaded the code)."""
+        # Dagster's own client, as the daemon's workspace uses it
+        from dagster._core.errors import DagsterUserCodeUnreachableError
+        from dagster._grpc.client import DagsterGrpcClient
+
+        client = DagsterGrpcClient(port=port, host="127.0.0.1")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.ping("up")
+                return
+            except DagsterUserCodeUnreachableError as error:
+                if self.process is None or self.process.poll() is not None:
+                    raise RuntimeError(f"the code server on port {port} exited") from error
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the code server on port {port} did not come up") from error
+                time.sleep(0.5)
 
     def start(self) -> Self:
         self.process = subprocess.Popen(

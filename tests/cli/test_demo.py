@@ -2,14 +2,16 @@
 in one world (each vLLM pod takes a minute or more to load on this machine): a good release
 canaried and promoted under chat traffic through the model's router, which gives the gated
 canary its weight (stable never below its replicas, no request failed, every quality
-measurement identical to stable's); a bad one — a chat template that rejects the traffic's
-conversations — rolled back on its success rate (its canary also refuses golden prompts);
-a subtly bad one — one layer's weights changed, every request 200 and fast — rolled back by
-the output-quality gate alone, every other measurement passing, its gate check showing the
-prompts whose answers changed; then a stuck one rolled back on its own, the router sending
-requests to its "cloud" stand-in while the model is held or rolling back. This is the
-real-vLLM end-to-end test of the release loop; tests/cli/test_demo_browser.py launches the
-subtle one from the Dagster UI."""
+measurement identical to stable's); a subtly bad one — one layer's weights changed, every
+request 200 and fast — rolled back by the output-quality gate alone, every other measurement
+passing, its gate check showing the prompts whose answers changed; then a stuck one rolled
+back on its own, the router sending requests to its "cloud" stand-in while the model is held
+or rolling back. This is the real-vLLM end-to-end test of the release loop;
+tests/cli/test_demo_browser.py launches the subtle one from the Dagster UI. The demo's *bad*
+revision (a chat template rejecting the traffic) takes the same path as the subtle one to its
+rollback; what only a real server shows of it — vLLM's 400s failing the gate's success rate —
+is tests/monitoring/test_real_vllm_gate.py's, on the session's warm vLLM pair (here it cost
+~140 s of CI for no code path of its own)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own la
 DEMO_TIMEOUT_SECONDS = 2400
 
 
-def test_the_headless_demo_promotes_a_good_release_and_rolls_back_bad_subtle_and_stuck_ones(
+def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_subtle_and_a_stuck_one(
     tmp_path: Path,
 ) -> None:
     try:
@@ -43,8 +45,7 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_bad_subtle_and
             "--headless",
             "--dir",
             str(folder),
-            *("--scenario", "good", "--scenario", "bad"),
-            *("--scenario", "subtle", "--scenario", "stuck"),
+            *("--scenario", "good", "--scenario", "subtle", "--scenario", "stuck"),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -54,7 +55,7 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_bad_subtle_and
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    for scenario in ("good", "bad", "subtle", "stuck"):
+    for scenario in ("good", "subtle", "stuck"):
         assert f"PASS {scenario}" in output, output[-6000:]
     assert "pass/fail/err" in output  # the live table
     assert "sending chat traffic through its router" in output
@@ -75,9 +76,9 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_bad_subtle_and
             for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=500)
         ]
     assert not runs[dg.DagsterRunStatus.FAILURE]
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 3
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 2
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 5
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 4
     promoted = [e for e in evaluations if e.metadata["phase"].value == "Promoting"]
     assert len(promoted) == 1 and promoted[0].passed
     assert promoted[0].metadata["canary_ttft_p99"].value > 0  # real vLLM histograms
@@ -94,10 +95,8 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_bad_subtle_and
     good = promoted[0].metadata["release_id"].value
     assert windows(good) and all(w[m] == "Pass" for w in windows(good) for m in quality)
     stuck = [release for release, config in rollbacks.items() if "stalled" in config]
-    # the bad template's canary answers the traffic with 400s: its success rate fails
-    bad = [release for release, config in rollbacks.items() if "success_rate" in config]
-    assert len(stuck) == 1 and len(bad) == 1, rollbacks
-    (subtle,) = set(rollbacks) - {*stuck, *bad}
+    assert len(stuck) == 1, rollbacks
+    (subtle,) = set(rollbacks) - set(stuck)
     assert "agreement" in rollbacks[subtle], rollbacks[subtle]
     # rolled back by the quality gate alone: in each failing window every latency, error and
     # KV-cache measurement passed, and the table shows the prompts whose answers changed

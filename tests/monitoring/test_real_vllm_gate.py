@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from llm_rollout.monitoring.gate import Outcome, judge
 from llm_rollout.monitoring.prometheus import measure
 from llm_rollout.monitoring.queries import gate_queries
 from llm_rollout.spec import ReleaseSpec, load_spec
+from sandbox.tiny_model import SYSTEM_FIRST_TEMPLATE
 from sandbox.vllm_process import VllmProcess
 from tests.conftest import DEMO_SPEC
 from tests.fixtures.prometheus import CANARY, SCRAPE_INTERVAL_SECONDS, STABLE, LocalPrometheus
@@ -37,6 +39,27 @@ def complete(url: str, tokens: int = 8) -> None:
         headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request, timeout=60).read()
+
+
+def chat(url: str, chat_template: str | None = None) -> int:
+    """A chat request without a system message, as the demo's traffic sends; its status."""
+    body: dict[str, object] = {
+        "model": "tiny-llama",
+        "messages": [{"role": "user", "content": "Say hello to the cluster."}],
+        "max_tokens": 8,
+    }
+    if chat_template:
+        body["chat_template"] = chat_template
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def test_every_catalogued_name_is_exported_by_vllm_032(real_vllm: VllmProcess) -> None:
@@ -136,3 +159,46 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
         timeout=180,
     )
     assert "ttft_p99" in result.stdout and "→" in result.stdout, result.stderr
+
+
+def test_the_gate_fails_a_real_vllm_canary_whose_chat_template_rejects_the_traffic(
+    real_vllm_pair: VllmPair, prometheus: LocalPrometheus, spec: ReleaseSpec
+) -> None:
+    """The demo's *bad* revision on real vLLM: its chat template raises on conversations
+    without a system message. The canary server is sent that template with each request
+    (`--trust-request-chat-template`), so vLLM renders it as the revision's own: every chat
+    answered 400, counted by vLLM's HTTP metrics, and the gate's success rate fails against
+    stable's. (The demo runs this revision end to end the same way as the subtle one, which
+    the demo's tests do run; this is what only a real server shows.)"""
+    stable_vllm, canary_vllm = real_vllm_pair.stable, real_vllm_pair.canary
+    assert chat(stable_vllm.url) == 200
+    assert chat(canary_vllm.url, SYSTEM_FIRST_TEMPLATE) == 400
+    prometheus.add_pod(spec.namespace, "demo-tiny-abc", STABLE.release, stable_vllm.url)
+    prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", CANARY.release, canary_vllm.url)
+    stop = threading.Event()
+
+    def load(url: str, template: str | None) -> None:  # ~4 chat requests/s per server
+        while not stop.is_set():
+            chat(url, template)
+            stop.wait(0.25)
+
+    workers = [
+        threading.Thread(target=load, args=(stable_vllm.url, None), daemon=True),
+        threading.Thread(target=load, args=(canary_vllm.url, SYSTEM_FIRST_TEMPLATE), daemon=True),
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        prometheus.wait_for_samples(WINDOW_SECONDS + 2)
+        queries = gate_queries(spec, CANARY, STABLE)
+        verdict = judge(
+            spec, measure(prometheus.url, queries).values, SCRAPE_INTERVAL_SECONDS, queries=queries
+        )
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=70)
+    values = {m.name: m for m in verdict.measurements}
+    assert verdict.window is Outcome.FAIL, verdict.table()
+    assert values["success_rate"].outcome is Outcome.FAIL, verdict.table()
+    assert values["success_rate"].canary == 0.0 and values["success_rate"].stable == 1.0

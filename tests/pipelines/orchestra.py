@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,23 @@ from llm_rollout.k8s.labels import workload_name
 from llm_rollout.rollout.machine import RolloutRecord
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
-from sandbox.dagster_home import WORKSPACE, DagsterHome, DagsterProcess
+from sandbox.dagster_home import DagsterHome, DagsterProcess
 from sandbox.world import SandboxWorld
 from tests.conftest import DEMO_SPEC, merged
-from tests.fixtures.cluster import wait_for
+from tests.fixtures import cluster as cluster_fixtures
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
 RUN_TIMEOUT = 240.0
+
+
+# The daemon's sensors tick every few seconds: polling each second sees every step, where
+# every 0.2 s was ~80 CPU-s of the e2e module's test process (its share of a small machine).
+POLL_SECONDS = 1.0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "it") -> Any:
+    """Poll `condition` each POLL_SECONDS until it is truthy (tests/fixtures/cluster.py)."""
+    return cluster_fixtures.wait_for(condition, timeout, what, interval=POLL_SECONDS)
 
 
 def emulated_spec(name: str, **changes: Any) -> dict[str, Any]:
@@ -214,7 +225,7 @@ class Orchestra:
         self.daemon.stop()
         if reset_cursor_of:
             result = self.home.cli(
-                "sensor", "cursor", "--delete", reset_cursor_of, "-w", str(WORKSPACE)
+                "sensor", "cursor", "--delete", reset_cursor_of, "-w", str(self.home.workspace)
             )
             assert result.returncode == 0, result.stderr
         self.daemon = DagsterProcess.daemon(

@@ -28,6 +28,7 @@ from llm_rollout.pipelines.definitions import build_definitions
 from llm_rollout.pipelines.resources import KubernetesCluster, WeightsStore
 from sandbox.cluster.cluster import NodeSpec
 from sandbox.dagster_home import DagsterHome, DagsterProcess
+from sandbox.ports import free_port
 from sandbox.prometheus import PrometheusMissing
 from sandbox.tiny_model import REPO_ID
 from sandbox.world import SandboxWorld
@@ -76,8 +77,15 @@ def orchestra(
     except PrometheusMissing as missing:
         pytest.skip(str(missing))
     running: Orchestra | None = None
+    code_server: DagsterProcess | None = None
     try:
         home = DagsterHome(root / "dagster-home", world.env(models_dir))
+        # the code location served once (as a user-code deployment does): the daemon and the
+        # module's ~20 `dagster job launch`es connect to it instead of each starting its own
+        port = free_port()
+        code_server = DagsterProcess.code_server(home, port, (root / "code.log").open("ab"))
+        code_server.start().wait_serving(port)
+        home.use_code_server(port)
         daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
         running = Orchestra(world, home, daemon, models_dir, root)
         with ThreadPoolExecutor(max_workers=LAUNCHERS) as pool:
@@ -93,6 +101,8 @@ def orchestra(
         if running:
             running.close()
             running.daemon.stop()
+        if code_server:
+            code_server.stop()
         world.stop()
 
 
