@@ -38,6 +38,7 @@ from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
 from sandbox.load import LoadGenerator
 from sandbox.merge import merged
 from sandbox.openai_standin import OpenAIStandin
+from sandbox.ports import free_port
 from sandbox.tiny_model import REPO_ID, write_revision, write_tiny_model
 from sandbox.world import SandboxWorld
 
@@ -130,6 +131,7 @@ class Demo:
         self.base_model = self.folder / "revisions" / "v1"
         self.world = SandboxWorld(self.folder / "world", tiny_model_dir=self.base_model)
         self.process: DagsterProcess | None = None
+        self.code_server: DagsterProcess | None = None
         self.load: LoadGenerator | None = None
         self.cloud: OpenAIStandin | None = None
         self.home: DagsterHome | None = None
@@ -162,6 +164,13 @@ class Demo:
         self.say(f"the router's cloud backend: a stand-in at {self.cloud.url}")
         self.home = DagsterHome(self.folder / "dagster-home", self.world.env(models))
         log = (self.folder / "dagster.log").open("ab")
+        # the code location in a server of its own, as a user-code deployment runs it on
+        # Kubernetes: the daemon, the UI and each launch connect to it
+        self.say("starting the code location's server (dagster api grpc)")
+        port = free_port()
+        self.code_server = DagsterProcess.code_server(self.home, port, log).start()
+        self.code_server.wait_serving(port)
+        self.home.use_code_server(port)
         if ui_port is None:
             self.say("starting the Dagster daemon (sensors, run queue)")
             self.process = DagsterProcess.daemon(self.home, log).start()
@@ -177,6 +186,8 @@ class Demo:
             self.load.stop()
         if self.process:
             self.process.stop()
+        if self.code_server:
+            self.code_server.stop()
         if self.cloud:
             self.cloud.stop()
         self.world.stop()
