@@ -35,28 +35,26 @@ if [ $# -gt 0 ]; then
 fi
 # The whole suite in two lanes at once: the machine mostly waits on servers, sensors and
 # pods. One lane is the real-vLLM tests (CPU vLLM worlds, one at a time) and the wheel's
-# install (`slow`: it waits on pip), shown live, then the quick tests of tests/k8s (sandbox
-# cluster lifecycles); the other runs the rest of the quick tests, then the Dagster daemon's
-# end-to-end modules, and is printed at the end. The quick tests run in pytest-xdist workers,
-# each sandbox on its own claimed 127.N network and free ports. Measured in fresh-clone CI:
-# with all quick tests in the second lane it was 703 s against 916 s (16.3 min in all); three
-# lanes at once (the daemon's modules apart) starved each other: 16.3 min and an e2e timeout.
+# install (`slow`: it waits on pip), shown live; the other runs the quick tests in
+# pytest-xdist workers (each sandbox on its own claimed 127.N network and free ports), then
+# the Dagster daemon's end-to-end modules, and is printed at the end. Measured in fresh-clone
+# CI: three lanes at once (the daemon's modules apart) starved each other; the quick tests of
+# tests/k8s rode in the real-vLLM lane while the daemon's module took ~10 min (it now shares
+# one code server and takes ~6).
 QUICK='not real_vllm and not daemon and not slow'
 other_log="$(mktemp)"
-say "pytest, two lanes: real vLLM, then tests/k8s (shown live); the other quick tests, then the daemon's"
+say "pytest, two lanes: real vLLM (shown live); the quick tests, then the daemon's"
 (
   quick=0 daemon=0
-  pytest -m "$QUICK" -p no:cacheprovider -n "$FAST_WORKERS" --ignore=tests/k8s || quick=$?
+  pytest -m "$QUICK" -p no:cacheprovider -n "$FAST_WORKERS" || quick=$?
   pytest -m "daemon and not real_vllm" -p no:cacheprovider || daemon=$?
   [ "$quick" -eq 0 ] && [ "$daemon" -eq 0 ]
 ) >"$other_log" 2>&1 &
 other=$!
 status=0
 pytest -m "real_vllm or slow" -p no:cacheprovider || status=$?
-say "pytest: the quick tests of tests/k8s"
-pytest -m "$QUICK" -p no:cacheprovider -n "$FAST_WORKERS" tests/k8s || status=$?
 wait "$other" || status=$?
-say "pytest: the other quick tests, then the daemon's end-to-end modules"
+say "pytest: the quick tests, then the daemon's end-to-end modules"
 cat "$other_log"
 rm -f "$other_log"
 exit "$status"

@@ -18,7 +18,10 @@ from kubernetes import client
 from llm_rollout.k8s.cluster import ClusterClient
 from llm_rollout.k8s.history import History, ReleaseHistory
 from llm_rollout.k8s.labels import workload_name
-from llm_rollout.rollout.machine import RolloutRecord
+from llm_rollout.k8s.lifecycle import Lifecycle
+from llm_rollout.k8s.release import Release
+from llm_rollout.rollout import controller
+from llm_rollout.rollout.machine import Installed, RolloutRecord
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
 from sandbox.dagster_home import DagsterHome, DagsterProcess
@@ -131,6 +134,22 @@ class Orchestra:
         if revision:
             ops[f"{group}__weights"] = {"config": {"revision": revision}}
         return self.launch(f"{group}_rollout", {"ops": ops} if ops else None)
+
+    def install(self, name: str) -> str:
+        """The model's first release installed through the library, as the release asset
+        installs one (Deployment at full size, history, the controller told), without a run:
+        the set-up of scenarios that are not about the first install (each run costs ~6
+        CPU-s of `dagster job launch` and a run process). Its release id."""
+        spec = self.spec(name)
+        image = spec.image.reference
+        assert image, f"{name}: an emulated spec names its image"
+        release = Release(spec, self.world.commit, image)
+        lifecycle = Lifecycle(self.cluster, spec, poll_seconds=0.5)
+        lifecycle.first_release(release)
+        status = lifecycle.wait(lifecycle.workload_name(release.release_id), timeout=RUN_TIMEOUT)
+        assert status.phase == "complete", f"{name}: {status.reason}"
+        controller.report(spec, self.cluster, Installed(release.release_id))
+        return release.release_id
 
     def materialize_all(
         self, name: str, image: str | None = None

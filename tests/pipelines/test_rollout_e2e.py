@@ -2,8 +2,9 @@
 sensors and runs the queue, runs are launched with `dagster job launch`, releases go to the
 sandbox cluster over HTTP, and the gate reads a real Prometheus that discovers the pods.
 
-Every model has its own namespace, so the scenarios share one world and one daemon; each
-model's first release is installed by a rollout run at the start (in parallel). The
+Every model has its own namespace, so the scenarios share one world, one daemon and one code
+server; each model's first release is installed at the start (two by rollout runs, the rest
+through the library). The
 scenarios that leave the daemon and Prometheus alone then make their first move at once
 (`started`) and go on side by side, each test waiting only for its own outcome; the ones that
 stop the daemon or Prometheus come after them, one at a time."""
@@ -58,10 +59,16 @@ MODELS = [
     emulated_spec("e2e-bake", gate={"bake_seconds": 60}),
     emulated_spec("e2e-early"),
 ]
-INSTALLED_FIRST = [m["name"] for m in MODELS if m["name"] != "e2e-queue"]
-# Each launch is a `dagster job launch` process (~4 CPU-s: Dagster and the code location):
-# three at a time overlap their waits; nine at once beside the other lanes took over the
-# CLI's 120 s in CI.
+# First releases: by a rollout run where the test is about it (the first install shown by
+# live) or needs its materializations (the refresh schedule reads the weights' commit); the
+# others through the library, as the release asset installs them (no run to wait for).
+INSTALLED_BY_RUN = ["e2e-bad", "e2e-refresh"]
+INSTALLED_BY_LIBRARY = [
+    m["name"] for m in MODELS if m["name"] not in (*INSTALLED_BY_RUN, "e2e-queue")
+]
+# Each launch is a `dagster job launch` process (Dagster's imports; the code location is the
+# shared server's): three at a time overlap their waits; nine at once beside the other lanes
+# took over the CLI's 120 s in CI (when each launch also started a code server).
 LAUNCHERS = 3
 
 
@@ -90,8 +97,11 @@ def orchestra(
         running = Orchestra(world, home, daemon, models_dir, root)
         with ThreadPoolExecutor(max_workers=LAUNCHERS) as pool:
             first = dict(
-                zip(INSTALLED_FIRST, pool.map(running.rollout, INSTALLED_FIRST), strict=True)
+                zip(INSTALLED_BY_RUN, pool.map(running.rollout, INSTALLED_BY_RUN), strict=True)
             )
+            installed = pool.map(running.install, INSTALLED_BY_LIBRARY)
+            for name, release_id in zip(INSTALLED_BY_LIBRARY, installed, strict=True):
+                assert running.history(name).stable == release_id, name
         for name, run_id in first.items():
             run = running.wait_run(run_id)
             assert run.status == SUCCESS, f"{name}: {running.errors(run_id)}"
