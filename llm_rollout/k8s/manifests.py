@@ -218,6 +218,8 @@ def _pod_spec(release: Release, kubernetes_version: str) -> Manifest:
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             {"name": "HF_HOME", "value": "/tmp/hf"},  # the weights volume is read-only
             _api_key(spec),
+            # the spec's own (spec.rules refuses the names above)
+            *({"name": k, "value": v} for k, v in sorted(spec.serving.env.items())),
         ],
         "resources": {"requests": requests, "limits": dict(requests)},
         "volumeMounts": [

@@ -22,20 +22,23 @@ class Release:
     def release_id(self) -> str:
         """'rel-' + 10 hex of everything that shapes the pods: same inputs, same id, so
         re-applying a release is a no-op and a rollback restores it exactly."""
-        shaping = self.spec.model_dump(
-            mode="json",
-            include={"name", "source", "storage", "serving", "resources", "rollout"},
+        exclude: dict[str, set[str]] = {
             # how long the controller waits for a node, how many old Deployments it keeps and
             # the canary's share of routed traffic do not shape the pods; leaving them out
             # keeps the ids of releases recorded before the fields existed
-            exclude={
-                "rollout": {
-                    "capacity_wait_seconds",
-                    "retained_releases",
-                    "canary_weight",
-                    "canary_steps",
-                }
+            "rollout": {
+                "capacity_wait_seconds",
+                "retained_releases",
+                "canary_weight",
+                "canary_steps",
             },
+        }
+        if not self.spec.serving.env:  # ids of releases from before `serving.env` stay
+            exclude["serving"] = {"env"}
+        shaping = self.spec.model_dump(
+            mode="json",
+            include={"name", "source", "storage", "serving", "resources", "rollout"},
+            exclude=exclude,
         )
         text = json.dumps([shaping, self.weights_commit, self.image], sort_keys=True)
         return "rel-" + hashlib.sha256(text.encode()).hexdigest()[:10]

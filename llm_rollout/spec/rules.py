@@ -44,6 +44,18 @@ MANAGED_VLLM_FLAGS: dict[str, str] = {
     "--shutdown-timeout": "set serving.shutdown_timeout_seconds instead",
 }
 
+# The vLLM container's environment variables llm-rollout sets itself (k8s/manifests.py), and
+# why `serving.env` may not set them; and what Kubernetes accepts as a name
+# (IsEnvVarName: letters, digits, '_', '-', '.', not starting with a digit).
+MANAGED_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "the weights come from the mounted volume only",
+    "HF_HOME": "the weights volume is read-only; the cache lives in /tmp/hf",
+    "VLLM_NO_USAGE_STATS": "usage statistics are off",
+    "VLLM_API_KEY": "put the key in the Secret '<model>-api-key' (key 'api-key') instead",
+    "VLLM_PORT": "the Service, the probes and the Prometheus scrape use port 8000",
+}
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -132,6 +144,18 @@ def _cross_field_problems(spec: ReleaseSpec) -> Iterator[Problem]:
                 f"serving.extra_args[{position}]",
                 f"'{argument}' is a flag llm-rollout sets itself; remove it "
                 f"({MANAGED_VLLM_FLAGS[flag]})",
+            )
+    for variable in serving.env:
+        if variable in MANAGED_ENV:
+            yield Problem(
+                f"serving.env.{variable}",
+                f"'{variable}' is set by llm-rollout itself ({MANAGED_ENV[variable]})",
+            )
+        elif not ENV_NAME.match(variable):
+            yield Problem(
+                f"serving.env.{variable}",
+                "not an environment variable name Kubernetes accepts (letters, digits, '_', "
+                "'-', '.'; not starting with a digit)",
             )
     if resources.gpus != parallel:
         yield Problem(

@@ -173,6 +173,15 @@ class Serving(SpecModel):
             "`--tensor-parallel-size`, …) are refused."
         ),
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'Environment variables of the vLLM container, e.g. `VLLM_BATCH_INVARIANT: "1"` '
+            "(vLLM's batch-invariant mode, for the quality gate on GPUs); names llm-rollout "
+            "sets itself (`HF_HUB_OFFLINE`, `VLLM_API_KEY`, …) are refused. A change is a new "
+            "release."
+        ),
+    )
 
     @field_validator("vllm_version")
     @classmethod

@@ -141,6 +141,20 @@ def test_release_ids_are_stable_and_change_with_inputs() -> None:
     assert same.release_id == Release(spec, "a" * 40, "img:1").release_id
     assert same.release_id != Release(spec, "b" * 40, "img:1").release_id
     assert same.release_id != Release(spec, "a" * 40, "img:2").release_id
+    # fields added later leave the ids of releases recorded before them as they were
+    assert same.release_id == "rel-6b1b1a9cf0"
+
+
+def test_the_specs_environment_variables_reach_the_vllm_container_and_make_a_new_release() -> None:
+    spec = SPECS["demo-tiny"]
+    batch_invariant = spec.model_copy(
+        update={"serving": spec.serving.model_copy(update={"env": {"VLLM_BATCH_INVARIANT": "1"}})}
+    )
+    release = Release(batch_invariant, "a" * 40, "img:1")
+    (container,) = manifests.deployment(release, 1)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VLLM_BATCH_INVARIANT"] == "1" and env["HF_HUB_OFFLINE"] == "1"
+    assert release.release_id != Release(spec, "a" * 40, "img:1").release_id
 
 
 def test_rbac_grants_only_the_namespace_and_the_volume() -> None:

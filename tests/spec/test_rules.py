@@ -258,6 +258,45 @@ def test_every_flag_llm_rollout_renders_is_managed() -> None:
             assert flags <= set(MANAGED_VLLM_FLAGS), flags - set(MANAGED_VLLM_FLAGS)
 
 
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("HF_HUB_OFFLINE", "set by llm-rollout itself (the weights come from the mounted volume"),
+        ("VLLM_API_KEY", "Secret '<model>-api-key'"),
+        ("VLLM_PORT", "port 8000"),
+        ("1ST", "not an environment variable name Kubernetes accepts"),
+        ("WITH SPACE", "not an environment variable name Kubernetes accepts"),
+    ],
+)
+def test_serving_env_may_not_set_what_llm_rollout_sets_or_bad_names(
+    write_spec: WriteSpec, variable: str, message: str
+) -> None:
+    problem = only_problem(
+        write_spec(serving={"env": {"VLLM_BATCH_INVARIANT": "1", variable: "x"}})
+    )
+    assert problem.field == f"serving.env.{variable}"
+    assert message in problem.message
+
+
+def test_every_variable_llm_rollout_renders_is_managed() -> None:
+    """The names `serving.env` may not set cover what k8s/manifests.py actually sets."""
+    from llm_rollout.k8s import manifests
+    from llm_rollout.k8s.release import Release
+    from llm_rollout.spec.rules import MANAGED_ENV
+    from tests.conftest import DEMO_SPEC
+
+    release = Release(load_spec(DEMO_SPEC), "a" * 40, "img:1")
+    (container,) = manifests.deployment(release, 1)["spec"]["template"]["spec"]["containers"]
+    assert {e["name"] for e in container["env"]} <= set(MANAGED_ENV)
+
+
+def test_serving_env_passes_other_variables(write_spec: WriteSpec) -> None:
+    spec = load_spec(
+        write_spec(serving={"env": {"VLLM_BATCH_INVARIANT": "1", "NCCL_DEBUG": "WARN"}})
+    )
+    assert spec.serving.env == {"VLLM_BATCH_INVARIANT": "1", "NCCL_DEBUG": "WARN"}
+
+
 def test_other_extra_args_pass(write_spec: WriteSpec) -> None:
     spec = load_spec(write_spec(serving={"extra_args": ["--enforce-eager", "--dtype=half"]}))
     assert spec.serving.extra_args == ["--enforce-eager", "--dtype=half"]
