@@ -240,8 +240,12 @@ class Demo:
         failed = (self.load.counts.failed if self.load else 0) - failed_before
         to_cloud = self._cloud_answers() - cloud_before
         succeeded = decided.status == dg.DagsterRunStatus.SUCCESS
-        if scenario.expect == "promote":
-            ok = job == "promote" and succeeded and history.stable == canary
+        if scenario.expect == "promote" and job != "promote":
+            ok = False
+            reason = RolloutStore(self.cluster, self.spec).read().reason
+            summary = f"not promoted: {canary} was rolled back ({reason})"
+        elif scenario.expect == "promote":
+            ok = succeeded and history.stable == canary
             ok = ok and lowest >= self.spec.replicas and failed == 0
             summary = (
                 f"promoted {canary}; never fewer than {lowest} of {self.spec.replicas} pods "

@@ -9,13 +9,14 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_rollout.monitoring.catalogue import metric_names
-from llm_rollout.monitoring.gate import Outcome, judge
+from llm_rollout.monitoring.gate import Outcome, Verdict, judge
 from llm_rollout.monitoring.prometheus import measure
 from llm_rollout.monitoring.queries import gate_queries
 from llm_rollout.spec import ReleaseSpec, load_spec
@@ -98,6 +99,33 @@ def spec() -> ReleaseSpec:
     return demo.model_copy(update={"gate": gate})
 
 
+def judged_under_load(
+    prometheus: LocalPrometheus, spec: ReleaseSpec, loads: list[Callable[[], object]], pause: float
+) -> Verdict:
+    """Each load sent over and over from its own thread (`pause` seconds apart) for one gate
+    window, the window judged as the gate judges it, then the load stopped (so that what
+    runs next does not compete with two busy vLLM servers for this machine's two cores)."""
+    stop = threading.Event()
+
+    def repeat(send: Callable[[], object]) -> None:
+        while not stop.is_set():
+            send()
+            stop.wait(pause)
+
+    workers = [threading.Thread(target=repeat, args=(load,), daemon=True) for load in loads]
+    for worker in workers:
+        worker.start()
+    try:
+        prometheus.wait_for_samples(WINDOW_SECONDS + 2)
+        queries = gate_queries(spec, CANARY, STABLE)
+        values = measure(prometheus.url, queries).values
+        return judge(spec, values, SCRAPE_INTERVAL_SECONDS, queries=queries)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=70)
+
+
 def test_the_gate_passes_two_real_vllm_servers_under_load(
     real_vllm_pair: VllmPair, prometheus: LocalPrometheus, spec: ReleaseSpec
 ) -> None:
@@ -107,36 +135,14 @@ def test_the_gate_passes_two_real_vllm_servers_under_load(
         complete(canary_vllm.url)
     prometheus.add_pod(spec.namespace, "demo-tiny-abc", STABLE.release, real_vllm.url)
     prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", CANARY.release, canary_vllm.url)
-    stop = threading.Event()
-
-    def load(url: str) -> None:  # a steady load generator: ~2 requests/s per server
-        while not stop.is_set():
-            complete(url)
-            stop.wait(0.5)
-
-    workers = [
-        threading.Thread(target=load, args=(u,), daemon=True)
-        for u in (real_vllm.url, canary_vllm.url)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        prometheus.wait_for_samples(WINDOW_SECONDS + 2)
-        queries = gate_queries(spec, CANARY, STABLE)
-        verdict = judge(
-            spec,
-            measure(prometheus.url, queries).values,
-            SCRAPE_INTERVAL_SECONDS,
-            queries=queries,
-        )
-        assert verdict.window is Outcome.PASS, verdict.table()
-        values = {m.name: m for m in verdict.measurements}
-        assert values["ttft_p99"].canary and values["ttft_p99"].stable  # real histograms
-        assert values["itl_mean"].canary and values["success_rate"].canary == 1.0
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=70)
+    # a steady load: ~2 requests/s per server
+    verdict = judged_under_load(
+        prometheus, spec, [lambda: complete(real_vllm.url), lambda: complete(canary_vllm.url)], 0.5
+    )
+    assert verdict.window is Outcome.PASS, verdict.table()
+    values = {m.name: m for m in verdict.measurements}
+    assert values["ttft_p99"].canary and values["ttft_p99"].stable  # real histograms
+    assert values["itl_mean"].canary and values["success_rate"].canary == 1.0
     # the command line reads the same window; the load is stopped first so that its start-up
     # does not compete with two busy vLLM servers for this machine's two cores
     result = subprocess.run(
@@ -175,29 +181,13 @@ def test_the_gate_fails_a_real_vllm_canary_whose_chat_template_rejects_the_traff
     assert chat(canary_vllm.url, SYSTEM_FIRST_TEMPLATE) == 400
     prometheus.add_pod(spec.namespace, "demo-tiny-abc", STABLE.release, stable_vllm.url)
     prometheus.add_pod(spec.namespace, "demo-tiny-canary-xyz", CANARY.release, canary_vllm.url)
-    stop = threading.Event()
-
-    def load(url: str, template: str | None) -> None:  # ~4 chat requests/s per server
-        while not stop.is_set():
-            chat(url, template)
-            stop.wait(0.25)
-
-    workers = [
-        threading.Thread(target=load, args=(stable_vllm.url, None), daemon=True),
-        threading.Thread(target=load, args=(canary_vllm.url, SYSTEM_FIRST_TEMPLATE), daemon=True),
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        prometheus.wait_for_samples(WINDOW_SECONDS + 2)
-        queries = gate_queries(spec, CANARY, STABLE)
-        verdict = judge(
-            spec, measure(prometheus.url, queries).values, SCRAPE_INTERVAL_SECONDS, queries=queries
-        )
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=70)
+    # ~4 chat requests/s per server
+    verdict = judged_under_load(
+        prometheus,
+        spec,
+        [lambda: chat(stable_vllm.url), lambda: chat(canary_vllm.url, SYSTEM_FIRST_TEMPLATE)],
+        0.25,
+    )
     values = {m.name: m for m in verdict.measurements}
     assert verdict.window is Outcome.FAIL, verdict.table()
     assert values["success_rate"].outcome is Outcome.FAIL, verdict.table()
