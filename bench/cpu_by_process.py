@@ -31,6 +31,9 @@ KINDS = (
     ("dagster-daemon", "Dagster daemon"),
     ("dagster._daemon", "Dagster daemon"),
     ("api execute_run", "Dagster run"),
+    # the code server starts each run with multiprocessing's spawn: its command line is
+    # `-c "from multiprocessing.spawn import spawn_main; spawn_main(…, pipe_handle=…)"`
+    ("multiprocessing.spawn", "Dagster run"),
     ("api grpc", "Dagster code server"),
     ("code-server", "Dagster code server"),
     ("job launch", "dagster job launch"),
