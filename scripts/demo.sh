@@ -4,7 +4,7 @@
 # Kubernetes running real vLLM pods, a Hub with the tiny model), steady traffic, and
 # `dagster dev` with a persistent DAGSTER_HOME in .demo/; then prints where to click.
 # Ctrl-C stops everything. Arguments go to `python -m sandbox demo`, e.g.
-#   bash scripts/demo.sh --headless --scenario good --scenario bad --scenario stuck
+#   bash scripts/demo.sh --headless --scenario good --scenario subtle --scenario stuck
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 cd "$REPO_ROOT"
