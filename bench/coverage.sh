@@ -11,8 +11,8 @@
 # two revisions can be compared (#22 asks that a faster suite covers no less). The report and
 # the data land in CHECKOUT/.coverage-report/. Slower than the plain suite (every process is
 # traced); the tests' own outcome is printed, not required: the report is what it is for.
-# Read the suite's log too: traced, the daemon e2e module's `dagster job launch` processes
-# passed their 120 s on a 2-core machine (2026-12-01), so its paths were not counted.
+# Read the suite's log too: a test that fails under tracing leaves its paths uncounted (the
+# daemon's e2e module did, until its launches shared one code server; 2026-12-01 all passed).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 target="$(cd "${1:-$here}" && pwd)"
