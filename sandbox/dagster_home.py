@@ -20,6 +20,7 @@ from typing import IO, Any, Self
 import dagster as dg
 import yaml
 
+from llm_rollout.assets.release import GATE_CHECK
 from sandbox.running import Running
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,26 @@ CODE_LOCATION = yaml.safe_load(WORKSPACE.read_text())["load_from"][0]["python_mo
 CODE_SERVER_UP_SECONDS = 180  # imports Dagster and the code location; slow beside other work
 SHIPPED_INSTANCE_CONFIG = REPO_ROOT / "dagster.yaml"
 STOP_TIMEOUT_SECONDS = 30  # the daemon finishes its current iteration first
+
+
+def gate_evaluations(
+    instance: dg.DagsterInstance, group: str, limit: int = 500
+) -> list[dict[str, Any]]:
+    """A model's gate-check evaluations (its asset group's `release` check), newest first:
+    `passed` and every metadata value (phase, window, release_id, outcomes, …)."""
+    key = dg.AssetCheckKey(dg.AssetKey([group, "release"]), GATE_CHECK)
+    found = []
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=limit):
+        event = record.event.dagster_event if record.event else None
+        evaluation = event.event_specific_data if event else None
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            found.append(
+                {
+                    "passed": evaluation.passed,
+                    **{k: v.value for k, v in evaluation.metadata.items()},
+                }
+            )
+    return found
 
 
 def dagster_bin(name: str) -> str:

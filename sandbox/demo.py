@@ -32,9 +32,10 @@ from llm_rollout.k8s import router_manifests
 from llm_rollout.k8s.cluster import ClusterClient
 from llm_rollout.k8s.history import ReleaseHistory
 from llm_rollout.k8s.lifecycle import Lifecycle, release_of
+from llm_rollout.monitoring import quality
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
-from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess
+from sandbox.dagster_home import REPO_ROOT, DagsterHome, DagsterProcess, gate_evaluations
 from sandbox.load import LoadGenerator
 from sandbox.merge import merged
 from sandbox.openai_standin import OpenAIStandin
@@ -55,9 +56,6 @@ REVISIONS = {
     "v2-system-first": "system-first-template",
     "v2-perturbed": "perturbed-layer",
 }
-# the measurements of the output-quality gate (monitoring/quality.py): the subtle scenario is
-# rolled back by these alone
-QUALITY_MEASUREMENTS = ("prompt_identity", "agreement", "logprob_drift", "expectations")
 MODEL = "demo-tiny"
 GROUP = "demo_tiny"
 SCENARIO_TIMEOUT_SECONDS = 900  # three CPU vLLM pods start slowly on a small laptop
@@ -321,7 +319,7 @@ class Demo:
                 f"{name} {outcome}"
                 for outcomes in failing
                 for name, outcome in outcomes.items()
-                if name not in QUALITY_MEASUREMENTS and outcome != "Pass"
+                if name not in quality.MEASUREMENTS and outcome != "Pass"
             }
         )
         quality = sorted(
@@ -329,7 +327,7 @@ class Demo:
                 name
                 for outcomes in failing
                 for name, outcome in outcomes.items()
-                if name in QUALITY_MEASUREMENTS and outcome == "Fail"
+                if name in quality.MEASUREMENTS and outcome == "Fail"
             }
         )
         if not failing or others or not quality:
@@ -393,14 +391,11 @@ def gate_windows(
 ) -> list[tuple[str, dict[str, str]]]:
     """The gate check's judged windows of one release, newest first: (window outcome,
     measurement → outcome)."""
-    key = dg.AssetCheckKey(dg.AssetKey([GROUP, "release"]), "gate")
-    found = []
-    for execution in instance.event_log_storage.get_asset_check_execution_history(key, limit=500):
-        event = execution.event.dagster_event if execution.event else None
-        metadata = getattr(event.event_specific_data, "metadata", {}) if event else {}
-        if "outcomes" in metadata and metadata["release_id"].value == release:
-            found.append((metadata["window"].value, metadata["outcomes"].value))
-    return found
+    return [
+        (evaluation["window"], evaluation["outcomes"])
+        for evaluation in gate_evaluations(instance, GROUP)
+        if "outcomes" in evaluation and evaluation["release_id"] == release
+    ]
 
 
 HEADER = (

@@ -41,6 +41,8 @@ from llm_rollout.monitoring.gate import Measurement, Outcome
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_PROMPTS = 64  # a tick sends 3 requests per prompt to each track
 WORST_SHOWN = 3  # prompts shown side by side in the table
+# the names of the measurements judge_quality adds to a window's verdict
+MEASUREMENTS = ("prompt_identity", "agreement", "logprob_drift", "expectations")
 SERVER_SAMPLING = "server"
 # vLLM's sampling parameters a golden prompt may set (SamplingParams; the OpenAI names)
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")

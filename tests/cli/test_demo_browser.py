@@ -31,6 +31,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sandbox.dagster_home import gate_evaluations
 from sandbox.ports import free_port
 from sandbox.vllm_process import VllmNotInstalled, vllm_python
 from tests.conftest import REPO_ROOT
@@ -192,12 +193,9 @@ def run_guide_commands(demo: DemoProcess) -> dict[str, str]:
 
 def rolling_back_verdict(home: Path) -> bool:
     """Whether the gate check's latest evaluation put the canary into RollingBack."""
-    key = dg.AssetCheckKey(dg.AssetKey(["demo_tiny", "release"]), "gate")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        latest = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
-    event = latest[0].event.dagster_event if latest and latest[0].event else None
-    metadata = getattr(event.event_specific_data, "metadata", {}) if event else {}
-    return "phase" in metadata and metadata["phase"].value == "RollingBack"
+        latest = gate_evaluations(instance, "demo_tiny", limit=1)
+    return bool(latest) and latest[0].get("phase") == "RollingBack"
 
 
 def run_row(page: playwright_api.Page, job: str) -> playwright_api.Locator:

@@ -9,6 +9,7 @@ import pytest
 
 from llm_rollout.monitoring.gate import Outcome
 from llm_rollout.monitoring.quality import (
+    MEASUREMENTS,
     Answer,
     Expectation,
     GoldenPrompt,
@@ -45,6 +46,13 @@ def outcomes(samples: list[Sample], limits: QualityLimits = LIMITS) -> dict[str,
 
 def test_identical_tracks_pass_every_measurement() -> None:
     assert set(outcomes([sample()] * 10).values()) == {Outcome.PASS}
+
+
+def test_the_measurements_are_the_ones_named_for_their_readers() -> None:
+    """MEASUREMENTS names what the demo (and scripts reading the gate check's `outcomes`)
+    count as the quality gate's."""
+    found = outcomes([sample(expect=Expectation(exact="Paris"))] * 10)
+    assert tuple(found) == MEASUREMENTS
 
 
 @pytest.mark.parametrize(

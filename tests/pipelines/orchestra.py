@@ -24,7 +24,7 @@ from llm_rollout.rollout import controller
 from llm_rollout.rollout.machine import Installed, RolloutRecord
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
-from sandbox.dagster_home import DagsterHome, DagsterProcess
+from sandbox.dagster_home import DagsterHome, DagsterProcess, gate_evaluations
 from sandbox.world import SandboxWorld
 from tests.conftest import DEMO_SPEC, merged
 from tests.fixtures import cluster as cluster_fixtures
@@ -225,18 +225,7 @@ class Orchestra:
 
     def gate_evaluations(self, name: str) -> list[dict[str, Any]]:
         """The gate check's recorded evaluations (newest first): passed + metadata."""
-        key = dg.AssetCheckKey(dg.AssetKey([name.replace("-", "_"), "release"]), "gate")
-        records = self.instance.event_log_storage.get_asset_check_execution_history(key, limit=200)
-        found = []
-        for record in records:
-            evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
-            found.append(
-                {
-                    "passed": evaluation.passed,
-                    **{k: v.value for k, v in evaluation.metadata.items()},
-                }
-            )
-        return found
+        return gate_evaluations(self.instance, name.replace("-", "_"), limit=200)
 
     def restart_daemon(self, reset_cursor_of: str | None = None) -> None:
         """Stop the daemon, optionally delete a sensor's cursor (`dagster sensor cursor
