@@ -309,32 +309,12 @@ class Demo:
         return None
 
     def _failed_on_quality_alone(self, canary: str | None) -> tuple[bool, str]:
-        """Whether the canary's failing windows failed on quality measurements only, every
-        other measurement passing (the gate check's `outcomes`), and what failed."""
-        failing = [
-            outcomes for window, outcomes in gate_windows(self.instance, canary) if window == "Fail"
-        ]
-        others = sorted(
-            {
-                f"{name} {outcome}"
-                for outcomes in failing
-                for name, outcome in outcomes.items()
-                if name not in quality.MEASUREMENTS and outcome != "Pass"
-            }
-        )
-        quality = sorted(
-            {
-                name
-                for outcomes in failing
-                for name, outcome in outcomes.items()
-                if name in quality.MEASUREMENTS and outcome == "Fail"
-            }
-        )
-        if not failing or others or not quality:
-            return False, f"not the quality gate alone: {', '.join(others) or 'no quality Fail'}"
-        return True, (
-            f"by the quality gate alone ({', '.join(quality)} failed; every other measurement "
-            f"passed in its {len(failing)} failing windows)"
+        return failed_on_quality_alone(
+            [
+                outcomes
+                for window, outcomes in gate_windows(self.instance, canary)
+                if window == "Fail"
+            ]
         )
 
     def _cloud_answers(self) -> int:
@@ -406,3 +386,30 @@ HEADER = (
 
 class DemoFailed(RuntimeError):
     """The demo could not get as far as a decision."""
+
+
+def failed_on_quality_alone(failing: list[dict[str, str]]) -> tuple[bool, str]:
+    """Whether a canary's failing windows (each its gate check's `outcomes`: measurement →
+    outcome) failed on quality measurements only, every other measurement passing, and why."""
+    others = sorted(
+        {
+            f"{name} {outcome}"
+            for outcomes in failing
+            for name, outcome in outcomes.items()
+            if name not in quality.MEASUREMENTS and outcome != "Pass"
+        }
+    )
+    failed = sorted(
+        {
+            name
+            for outcomes in failing
+            for name, outcome in outcomes.items()
+            if name in quality.MEASUREMENTS and outcome == "Fail"
+        }
+    )
+    if not failing or others or not failed:
+        return False, f"not the quality gate alone: {', '.join(others) or 'no quality Fail'}"
+    return True, (
+        f"by the quality gate alone ({', '.join(failed)} failed; every other measurement "
+        f"passed in its {len(failing)} failing windows)"
+    )
