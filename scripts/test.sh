@@ -48,7 +48,8 @@ say "pytest, two lanes: real vLLM (shown live); the quick tests, then the daemon
 (
   quick=0 daemon=0
   pytest -m "$QUICK" -p no:cacheprovider -n "$FAST_WORKERS" || quick=$?
-  pytest -m "daemon and not real_vllm" -p no:cacheprovider || daemon=$?
+  # the daemon's modules side by side, each whole in one worker (its world, daemon, order)
+  pytest -m "daemon and not real_vllm" -p no:cacheprovider -n 2 --dist loadfile || daemon=$?
   [ "$quick" -eq 0 ] && [ "$daemon" -eq 0 ]
 ) >"$other_log" 2>&1 &
 other=$!

@@ -2,16 +2,17 @@
 in one world (each vLLM pod takes a minute or more to load on this machine): a good release
 canaried and promoted under chat traffic through the model's router, which gives the gated
 canary its weight (stable never below its replicas, no request failed, every quality
-measurement identical to stable's); a subtly bad one — one layer's weights changed, every
-request 200 and fast — rolled back by the output-quality gate alone, every other measurement
-passing, its gate check showing the prompts whose answers changed; then a stuck one rolled
-back on its own, the router sending requests to its "cloud" stand-in while the model is held
-or rolling back. This is the real-vLLM end-to-end test of the release loop;
-tests/cli/test_demo_browser.py launches the subtle one from the Dagster UI. The demo's *bad*
-revision (a chat template rejecting the traffic) takes the same path as the subtle one to its
-rollback; what only a real server shows of it — vLLM's 400s failing the gate's success rate —
-is tests/monitoring/test_real_vllm_gate.py's, on the session's warm vLLM pair (here it cost
-~140 s of CI for no code path of its own)."""
+measurement identical to stable's); then a stuck one rolled back on its own, the router
+sending requests to its "cloud" stand-in while the model is held or rolling back. This is the
+real-vLLM end-to-end test of the release loop. The subtly bad release — one layer's weights
+changed, every request 200 and fast, rolled back by the output-quality gate alone — is
+tests/cli/test_demo_browser.py's, launched from the Dagster UI into the same demo code, with
+the same checks of every failing window (running it here too cost ~100 s of CI for no code
+path of its own but the result line's, whose verdict tests/cli/test_demo_verdict.py tables).
+The demo's *bad* revision (a chat template rejecting the traffic) takes the same path as the
+subtle one to its rollback; what only a real server shows of it — vLLM's 400s failing the
+gate's success rate — is tests/monitoring/test_real_vllm_gate.py's, on the session's warm
+vLLM pair."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.real_vllm  # scripts/test.sh runs these in their own la
 DEMO_TIMEOUT_SECONDS = 2400
 
 
-def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_subtle_and_a_stuck_one(
+def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_stuck_one(
     tmp_path: Path,
 ) -> None:
     try:
@@ -45,7 +46,7 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_subtle_and_a
             "--headless",
             "--dir",
             str(folder),
-            *("--scenario", "good", "--scenario", "subtle", "--scenario", "stuck"),
+            *("--scenario", "good", "--scenario", "stuck"),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -55,7 +56,7 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_subtle_and_a
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    for scenario in ("good", "subtle", "stuck"):
+    for scenario in ("good", "stuck"):
         assert f"PASS {scenario}" in output, output[-6000:]
     assert "pass/fail/err" in output  # the live table
     assert "sending chat traffic through its router" in output
@@ -76,9 +77,9 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_subtle_and_a
             for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=500)
         ]
     assert not runs[dg.DagsterRunStatus.FAILURE]
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 2
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 1
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
-    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 4
+    assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 3
     promoted = [e for e in evaluations if e.metadata["phase"].value == "Promoting"]
     assert len(promoted) == 1 and promoted[0].passed
     assert promoted[0].metadata["canary_ttft_p99"].value > 0  # real vLLM histograms
@@ -94,19 +95,5 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_subtle_and_a
     # the good release: its golden answers were stable's, in every window (no false failure)
     good = promoted[0].metadata["release_id"].value
     assert windows(good) and all(w[m] == "Pass" for w in windows(good) for m in quality)
-    stuck = [release for release, config in rollbacks.items() if "stalled" in config]
-    assert len(stuck) == 1, rollbacks
-    (subtle,) = set(rollbacks) - set(stuck)
-    assert "agreement" in rollbacks[subtle], rollbacks[subtle]
-    # rolled back by the quality gate alone: in each failing window every latency, error and
-    # KV-cache measurement passed, and the table shows the prompts whose answers changed
-    failing = [e for e in evaluations if e.metadata["release_id"].value == subtle]
-    failing = [e for e in failing if e.metadata["window"].value == "Fail"]
-    assert len(failing) >= 3, [e.metadata["window_reason"].value for e in failing]
-    for evaluation in failing:
-        outcomes = evaluation.metadata["outcomes"].value
-        assert outcomes["agreement"] == "Fail", outcomes
-        others = {m: o for m, o in outcomes.items() if m not in (*quality, "expectations")}
-        assert {"ttft_p99", "success_rate"} <= set(others), outcomes
-        assert set(others.values()) == {"Pass"}, outcomes
-    assert "differs from token" in failing[0].metadata["measurements"].value
+    (stuck,) = rollbacks
+    assert "stalled" in rollbacks[stuck], rollbacks
