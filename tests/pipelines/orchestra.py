@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 import yaml
 from kubernetes import client
 
@@ -24,13 +27,22 @@ from llm_rollout.rollout import controller
 from llm_rollout.rollout.machine import Installed, RolloutRecord
 from llm_rollout.rollout.store import RolloutStore
 from llm_rollout.spec import ReleaseSpec, load_spec
+from sandbox.cluster.cluster import NodeSpec
 from sandbox.dagster_home import DagsterHome, DagsterProcess, gate_evaluations
+from sandbox.ports import free_port
+from sandbox.prometheus import PrometheusMissing
 from sandbox.world import SandboxWorld
 from tests.conftest import DEMO_SPEC, merged
 from tests.fixtures import cluster as cluster_fixtures
 
 EMULATOR = "registry.sandbox.local/vllm-metrics-emulator"
 RUN_TIMEOUT = 240.0
+
+
+# Each launch is a `dagster job launch` process (Dagster's imports; the code location is the
+# shared server's): three at a time overlap their waits; nine at once beside the other lanes
+# took over the CLI's 120 s in CI (when each launch also started a code server).
+LAUNCHERS = 3
 
 
 # The daemon's sensors tick every few seconds: polling each second sees every step, where
@@ -250,3 +262,54 @@ def write_models(folder: Path, specs: list[dict[str, Any]]) -> Path:
     for spec in specs:
         (folder / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder
+
+
+@contextmanager
+def orchestrated(
+    root: Path,
+    tiny_model_dir: Path,
+    nodes: tuple[NodeSpec, ...],
+    models: list[dict[str, Any]],
+    installed_by_run: tuple[str, ...] = (),
+    installed_by_library: tuple[str, ...] = (),
+) -> Iterator[Orchestra]:
+    """A module's world: the sandbox, the code location served once (as a user-code
+    deployment does: the daemon and every `dagster job launch` connect to it instead of each
+    starting its own), the real daemon, and each model's first release — by a rollout run
+    where a test is about it (the first install shown by live) or needs its materializations,
+    else through the library, as the release asset installs one (no run to wait for)."""
+    models_dir = write_models(root / "models", models)
+    world = SandboxWorld(root / "world", nodes, tiny_model_dir)
+    try:
+        world.start()
+    except PrometheusMissing as missing:
+        pytest.skip(str(missing))
+    running: Orchestra | None = None
+    code_server: DagsterProcess | None = None
+    try:
+        home = DagsterHome(root / "dagster-home", world.env(models_dir))
+        port = free_port()
+        code_server = DagsterProcess.code_server(home, port, (root / "code.log").open("ab"))
+        code_server.start().wait_serving(port)
+        home.use_code_server(port)
+        daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
+        running = Orchestra(world, home, daemon, models_dir, root)
+        with ThreadPoolExecutor(max_workers=LAUNCHERS) as pool:
+            first = dict(
+                zip(installed_by_run, pool.map(running.rollout, installed_by_run), strict=True)
+            )
+            installed = pool.map(running.install, installed_by_library)
+            for name, release_id in zip(installed_by_library, installed, strict=True):
+                assert running.history(name).stable == release_id, name
+        for name, run_id in first.items():
+            run = running.wait_run(run_id)
+            assert run.status == dg.DagsterRunStatus.SUCCESS, f"{name}: {running.errors(run_id)}"
+            assert running.history(name).stable is not None
+        yield running
+    finally:
+        if running:
+            running.close()
+            running.daemon.stop()
+        if code_server:
+            code_server.stop()
+        world.stop()

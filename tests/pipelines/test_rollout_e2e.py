@@ -3,11 +3,11 @@ sensors and runs the queue, runs are launched with `dagster job launch`, release
 sandbox cluster over HTTP, and the gate reads a real Prometheus that discovers the pods.
 
 Every model has its own namespace, so the scenarios share one world, one daemon and one code
-server; each model's first release is installed at the start (two by rollout runs, the rest
-through the library). The
-scenarios that leave the daemon and Prometheus alone then make their first move at once
-(`started`) and go on side by side, each test waiting only for its own outcome; the ones that
-stop the daemon or Prometheus come after them, one at a time."""
+server (tests/pipelines/orchestra.py); each model's first release is installed at the start
+(two by rollout runs, the rest through the library). The scenarios then make their first move
+at once (`started`) and go on side by side, each test waiting only for its own outcome. The
+ones that stop the daemon or Prometheus are test_rollout_e2e_disruptions.py's, in a world of
+their own (scripts/test.sh runs the two modules side by side)."""
 
 from __future__ import annotations
 
@@ -28,18 +28,15 @@ from llm_rollout.k8s.history import History
 from llm_rollout.pipelines.definitions import build_definitions
 from llm_rollout.pipelines.resources import KubernetesCluster, WeightsStore
 from sandbox.cluster.cluster import NodeSpec
-from sandbox.dagster_home import DagsterHome, DagsterProcess
-from sandbox.ports import free_port
-from sandbox.prometheus import PrometheusMissing
 from sandbox.tiny_model import REPO_ID
-from sandbox.world import SandboxWorld
 from tests.pipelines.orchestra import (
     EMULATOR,
+    LAUNCHERS,
     RUN_TIMEOUT,
     Orchestra,
     emulated_spec,
+    orchestrated,
     wait_for,
-    write_models,
 )
 
 # its daemon and ~10 pods: after the quick tests
@@ -50,70 +47,30 @@ SUCCESS = dg.DagsterRunStatus.SUCCESS
 MODELS = [
     emulated_spec("e2e-bad"),
     emulated_spec("e2e-stuck"),
-    emulated_spec("e2e-blip", gate={"required_passes": 3}),
-    emulated_spec("e2e-restart", gate={"required_passes": 4}),
-    emulated_spec("e2e-queue"),
     emulated_spec("e2e-rolling", rollout={"strategy": "rolling"}),
     emulated_spec("e2e-refresh", refresh={"cron": "0 3 * * *", "auto_rollout": True}),
     emulated_spec("e2e-matall"),
     emulated_spec("e2e-bake", gate={"bake_seconds": 60}),
     emulated_spec("e2e-early"),
 ]
-# First releases: by a rollout run where the test is about it (the first install shown by
-# live) or needs its materializations (the refresh schedule reads the weights' commit); the
-# others through the library, as the release asset installs them (no run to wait for).
-INSTALLED_BY_RUN = ["e2e-bad", "e2e-refresh"]
-INSTALLED_BY_LIBRARY = [
-    m["name"] for m in MODELS if m["name"] not in (*INSTALLED_BY_RUN, "e2e-queue")
-]
-# Each launch is a `dagster job launch` process (Dagster's imports; the code location is the
-# shared server's): three at a time overlap their waits; nine at once beside the other lanes
-# took over the CLI's 120 s in CI (when each launch also started a code server).
-LAUNCHERS = 3
+# the first install shown by live; the refresh schedule reads the weights' commit
+INSTALLED_BY_RUN = ("e2e-bad", "e2e-refresh")
+INSTALLED_BY_LIBRARY = tuple(m["name"] for m in MODELS if m["name"] not in INSTALLED_BY_RUN)
 
 
 @pytest.fixture(scope="module")
 def orchestra(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 ) -> Iterator[Orchestra]:
-    root = tmp_path_factory.mktemp("e2e")
-    models_dir = write_models(root / "models", MODELS)
-    world = SandboxWorld(root / "world", NODES, tiny_model_dir)
-    try:
-        world.start()
-    except PrometheusMissing as missing:
-        pytest.skip(str(missing))
-    running: Orchestra | None = None
-    code_server: DagsterProcess | None = None
-    try:
-        home = DagsterHome(root / "dagster-home", world.env(models_dir))
-        # the code location served once (as a user-code deployment does): the daemon and the
-        # module's ~20 `dagster job launch`es connect to it instead of each starting its own
-        port = free_port()
-        code_server = DagsterProcess.code_server(home, port, (root / "code.log").open("ab"))
-        code_server.start().wait_serving(port)
-        home.use_code_server(port)
-        daemon = DagsterProcess.daemon(home, (root / "daemon.log").open("ab")).start()
-        running = Orchestra(world, home, daemon, models_dir, root)
-        with ThreadPoolExecutor(max_workers=LAUNCHERS) as pool:
-            first = dict(
-                zip(INSTALLED_BY_RUN, pool.map(running.rollout, INSTALLED_BY_RUN), strict=True)
-            )
-            installed = pool.map(running.install, INSTALLED_BY_LIBRARY)
-            for name, release_id in zip(INSTALLED_BY_LIBRARY, installed, strict=True):
-                assert running.history(name).stable == release_id, name
-        for name, run_id in first.items():
-            run = running.wait_run(run_id)
-            assert run.status == SUCCESS, f"{name}: {running.errors(run_id)}"
-            assert running.history(name).stable is not None
+    with orchestrated(
+        tmp_path_factory.mktemp("e2e"),
+        tiny_model_dir,
+        NODES,
+        MODELS,
+        INSTALLED_BY_RUN,
+        INSTALLED_BY_LIBRARY,
+    ) as running:
         yield running
-    finally:
-        if running:
-            running.close()
-            running.daemon.stop()
-        if code_server:
-            code_server.stop()
-        world.stop()
 
 
 @dataclass
@@ -366,90 +323,3 @@ def test_the_bake_rolls_back_a_promoted_release_that_turns_bad(
     assert orchestra.wait_run(rollback.run_id).status == SUCCESS, orchestra.errors(rollback.run_id)
     assert orchestra.history("e2e-bake").stable == stable_before
     assert orchestra.record("e2e-bake").phase.value == "RolledBack"
-
-
-# -- scenarios that stop Prometheus or the daemon: after the others, one at a time --------
-
-
-def test_prometheus_down_during_the_gate_holds_and_the_gate_resumes_when_it_returns(
-    orchestra: Orchestra,
-) -> None:
-    prometheus = orchestra.world.prometheus
-    assert prometheus is not None
-    run_id = orchestra.rollout("e2e-blip", image=f"{EMULATOR}:healthy-v2")
-    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
-    canary = orchestra.history("e2e-blip").canary
-    wait_for(
-        lambda: orchestra.deployment("e2e-blip", canary).status.available_replicas,
-        60,
-        "the canary to be ready",
-    )
-    prometheus.stop()
-    try:
-        held = wait_for(
-            lambda: [
-                e
-                for e in orchestra.gate_evaluations("e2e-blip")
-                if e["release_id"] == canary and e["phase"] == "Holding"
-            ],
-            90,
-            "the gate to hold while Prometheus is down",
-        )
-        assert held[0]["window"] == "Error" and not held[0]["passed"]
-        assert "prometheus" in held[0]["measurements"]
-        assert not orchestra.runs("e2e_blip_promote") and not orchestra.runs("e2e_blip_rollback")
-        assert orchestra.history("e2e-blip").canary == canary
-    finally:
-        prometheus.restart()
-    promote = wait_for(
-        lambda: orchestra.runs("e2e_blip_promote"), 120, "the gate to resume and promote"
-    )[0]
-    assert orchestra.wait_run(promote.run_id).status == SUCCESS, orchestra.errors(promote.run_id)
-    assert orchestra.history("e2e-blip").stable == canary
-    assert not orchestra.runs("e2e_blip_rollback")
-
-
-def test_a_restarted_daemon_with_no_cursor_decides_the_same_and_launches_one_run(
-    orchestra: Orchestra,
-) -> None:
-    run_id = orchestra.rollout("e2e-restart", image=f"{EMULATOR}:healthy-v2")
-    assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
-    canary = orchestra.history("e2e-restart").canary
-    record = wait_for(
-        lambda: (r := orchestra.record("e2e-restart")) and r.passes >= 1 and r,
-        90,
-        "a first passing window",
-    )
-    orchestra.restart_daemon(reset_cursor_of="e2e_restart_gate")
-    after = orchestra.record("e2e-restart")
-    assert after.passes >= record.passes or after.phase.value == "Promoting"  # kept in the cluster
-    promote = wait_for(
-        lambda: orchestra.runs("e2e_restart_promote"), 120, "the promotion after the restart"
-    )[0]
-    assert orchestra.wait_run(promote.run_id).status == SUCCESS, orchestra.errors(promote.run_id)
-    # the decision is re-read from the cluster, and asking for the same run again is a no-op
-    ticks_before = len(orchestra.sensor_ticks("e2e_restart_gate"))
-    orchestra.restart_daemon(reset_cursor_of="e2e_restart_gate")
-    wait_for(
-        lambda: len(orchestra.sensor_ticks("e2e_restart_gate")) >= ticks_before + 2,
-        60,
-        "two more gate ticks",
-    )
-    assert len(orchestra.runs("e2e_restart_promote")) == 1
-    assert orchestra.history("e2e-restart").stable == canary
-
-
-def test_two_rollouts_of_one_model_run_one_at_a_time(orchestra: Orchestra) -> None:
-    # both are in the queue before the daemon looks at it (so neither can finish first)
-    orchestra.daemon.stop()
-    first = orchestra.rollout("e2e-queue")
-    second = orchestra.rollout("e2e-queue")
-    other = orchestra.rollout("e2e-stuck")  # another model is not held up by them
-    assert {orchestra.run(r).status for r in (first, second, other)} == {dg.DagsterRunStatus.QUEUED}
-    orchestra.restart_daemon()
-    for run_id in (first, second, other):
-        assert orchestra.wait_run(run_id).status == SUCCESS, orchestra.errors(run_id)
-    spans = sorted(orchestra.run_times(r) for r in (first, second))
-    assert spans[1][0] >= spans[0][1], f"the two rollouts overlapped: {spans}"
-    other_start, _ = orchestra.run_times(other)
-    assert other_start < spans[1][0], "the other model's rollout waited behind them"
