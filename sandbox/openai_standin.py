@@ -39,6 +39,9 @@ class Faults:
     token_delay: float = 0.0  # seconds between streamed tokens
     # drop the connection after this many streamed tokens (one token_delay after the last)
     die_after_tokens: int | None = None
+    # answer with a proxy's HTML page instead of the server's JSON (an ingress or gateway
+    # in front of the pod), with `status`
+    html: bool = False
 
 
 @dataclass
@@ -138,7 +141,11 @@ class StandinHandler(BaseHTTPRequestHandler):
             faults = Faults(**vars(state.faults))
         if faults.first_token_delay:
             time.sleep(faults.first_token_delay)
-        if faults.status >= 400:
+        if faults.html:
+            page = f"<html><body><h1>{faults.status} from the gateway</h1></body></html>"
+            self._send(faults.status, page.encode(), "text/html")
+            record.finished = True
+        elif faults.status >= 400:
             error = {"message": f"{state.name} failed", "type": "InternalServerError"}
             self._json(faults.status, {"error": {**error, "code": faults.status}})
             record.finished = True

@@ -53,12 +53,6 @@ def prometheus_rule(spec: ReleaseSpec) -> dict[str, Any]:
     }
 
 
-def operator_objects(spec: ReleaseSpec) -> list[dict[str, Any]]:
-    """What a Prometheus Operator user applies instead of the scrape job and rules.yml."""
-    router = router_pod_monitor(spec)
-    return [pod_monitor(spec), *([router] if router else []), prometheus_rule(spec)]
-
-
 @cache
 def operator_schema(kind: str) -> dict[str, Any]:
     """The openAPIV3Schema of the operator's CRD for `kind`, made strict: a field the CRD

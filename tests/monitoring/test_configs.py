@@ -154,8 +154,10 @@ def test_the_crd_schemas_catch_a_wrong_field() -> None:
     monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "15 seconds"
     rule = yaml.safe_load(monitoring_files(SPECS[0])["prometheusrule.yml"])
     del rule["spec"]["groups"][0]["name"]
-    problems = operator_schema_problems([monitor, rule])
-    assert len(problems) == 3, problems
+    not_operator = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rules"}}
+    problems = operator_schema_problems([monitor, rule, not_operator])
+    assert len(problems) == 4, problems
+    assert any(p.startswith("ConfigMap/rules: not a monitoring.coreos.com/v1") for p in problems)
     assert any("source_labels" in p and "relabelings.0" in p for p in problems)
     assert any("interval" in p for p in problems)
     assert any("PrometheusRule/" in p and "'name' is a required property" in p for p in problems)

@@ -3,6 +3,8 @@ answer it, and the outcome a user sees for the measurement that matters."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from llm_rollout.monitoring.gate import Outcome, judge
@@ -110,3 +112,39 @@ def test_without_a_baseline_only_the_absolute_limits_apply() -> None:
     assert verdict.window is Outcome.PASS, verdict.table()
     ttft = next(m for m in verdict.measurements if m.name == "ttft_mean")
     assert "no baseline" in ttft.threshold
+
+
+@pytest.mark.parametrize(
+    ("changes", "metric", "outcome", "reason"),
+    [
+        # two series where the batched query expects one: a relabelling that split a track
+        ({("sample_age", "canary"): [1.0, 2.0]}, "freshness/canary", Outcome.ERROR, "2 series"),
+        ({("ttft_p99", "canary"): [0.5, 0.6]}, "ttft_p99", Outcome.ERROR, "2 series"),
+        ({("preemption_rate", "canary"): [0, 0]}, "preemption_rate", Outcome.ERROR, "2 series"),
+        ({("sample_age", "stable"): []}, "freshness/stable", Outcome.ERROR, "no samples"),
+        ({("sample_age", "canary"): [100.0]}, "freshness/canary", Outcome.ERROR, "100s old"),
+        ({("up", "canary"): [0.0]}, "freshness/canary", Outcome.ERROR, "target is down"),
+        # no request counter at all: too few to judge, the table's value a dash
+        ({("requests", "canary"): []}, "requests", Outcome.INCONCLUSIVE, "- requests in"),
+        ({("requests", "canary"): [math.nan]}, "requests", Outcome.INCONCLUSIVE, "NaN requests"),
+    ],
+    ids=[
+        *("two-ages", "two-p99s", "two-preemptions", "no-samples", "stale", "down"),
+        *("no-count", "nan-count"),
+    ],
+)
+def test_a_window_that_cannot_be_trusted_says_why(
+    changes: dict[tuple[str, str], list[float]], metric: str, outcome: Outcome, reason: str
+) -> None:
+    verdict = judge(SPEC, values({}, {}) | changes, 1.0)
+    found = next(m for m in verdict.measurements if m.name == metric)
+    assert (found.outcome, reason in found.reason) == (outcome, True), verdict.table()
+
+
+def test_an_end_to_end_latency_slo_is_judged_when_set() -> None:
+    gate = SPEC.gate.model_copy(update={"max_e2e_p99_seconds": 3.0})
+    spec = SPEC.model_copy(update={"gate": gate})
+    verdict = judge(spec, values({"e2e_p99": 4.0}, {"e2e_p99": 1.0}), 1.0)
+    found = next(m for m in verdict.measurements if m.name == "e2e_p99")
+    assert found.outcome is Outcome.FAIL and found.reason == "4 breaks the SLO 3s"
+    assert not any(m.name == "e2e_p99" for m in judge(SPEC, values({}, {}), 1.0).measurements)

@@ -15,6 +15,7 @@ from llm_rollout.monitoring.quality import (
     GoldenPrompt,
     QualityError,
     QualityLimits,
+    Refused,
     Sample,
     VllmEndpoint,
     collect,
@@ -23,6 +24,7 @@ from llm_rollout.monitoring.quality import (
     load_prompts,
 )
 from sandbox.openai_standin import OpenAIStandin
+from sandbox.ports import free_port
 from sandbox.vllm_metrics.server import MetricsEmulator
 
 LIMITS = QualityLimits(min_agreement=0.9, max_logprob_drift=0.05, max_expectation_drop=0.0)
@@ -153,6 +155,9 @@ def test_nothing_measured_is_an_error_never_a_pass() -> None:
         ('{"messages": [], "sampling": "client"}\n', ':1: `sampling` is "server"'),
         ('{"messages": [], "sampling": {"temprature": 1}}\n', "not temprature"),
         ('{"messages": [], "sampling": {"temperature": "hot"}}\n', "with numbers"),
+        ('{"messages": [], "expect": "Paris"}\n', ":1: `expect` is one of exact"),
+        ('{"messages": [], "expect": {"exact": 3}}\n', r"any_of \(got exact\)"),
+        ('{"messages": []}\n' * 65, "65 prompts; at most 64 per tick"),
     ],
 )
 def test_a_bad_golden_prompt_file_names_the_line(tmp_path: Path, text: str, problem: str) -> None:
@@ -160,6 +165,37 @@ def test_a_bad_golden_prompt_file_names_the_line(tmp_path: Path, text: str, prob
     path.write_text(text)
     with pytest.raises(QualityError, match=problem):
         load_prompts(path)
+
+
+@pytest.mark.parametrize("content", [None, b"\xff\xfe not UTF-8\n"], ids=["missing", "binary"])
+def test_an_unreadable_golden_prompt_file_says_so(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "golden.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(QualityError, match="cannot read the golden prompts"):
+        load_prompts(path)
+
+
+def test_an_endpoint_that_cannot_answer_is_an_error_naming_it() -> None:
+    """A pod that is gone, a server whose completions carry no prompt log-probabilities (not
+    vLLM's shape), or a gateway's HTML page is an Error of the measurement, never an answer
+    (a 400 page is still the canary refusing the prompt, with the page as its reason)."""
+    prompt = GoldenPrompt("hi", [{"role": "user", "content": "hi"}])
+    gone = VllmEndpoint(f"http://127.0.0.1:{free_port()}", "tiny-llama", seed=7, max_tokens=4)
+    with pytest.raises(QualityError, match="/v1/chat/completions: unreachable"):
+        gone.answer(prompt)
+    with OpenAIStandin("pod", model="tiny-llama") as pod:
+        endpoint = VllmEndpoint(pod.url, "tiny-llama", seed=7, max_tokens=4)
+        assert endpoint.teacher_forced([1, 2], []) == []  # nothing to score: no request
+        with pytest.raises(QualityError, match="unexpected prompt_logprobs"):
+            endpoint.teacher_forced([1, 2], [3])
+        # a gateway's HTML page: a 200 is not an answer; a 400's text is the refusal's reason
+        pod.faults.html = True
+        with pytest.raises(QualityError, match="/v1/chat/completions: not JSON"):
+            endpoint.answer(prompt)
+        pod.faults.status = 400
+        with pytest.raises(Refused, match="HTTP 400: <html><body><h1>400 from the gateway"):
+            endpoint.answer(prompt)
 
 
 def test_golden_prompts_load_with_their_expectations(tmp_path: Path) -> None:
