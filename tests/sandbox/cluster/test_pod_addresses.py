@@ -6,18 +6,35 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 
 from tests.fixtures.cluster import Kube, deployment, wait_for
+
+HELD_ELSEWHERE_SECONDS = 30
+
+
+def hold(leftover: socket.socket, address: str, port: int) -> None:
+    """Listen on the address as a leftover would. A real one may hold it already (CI met
+    one): often a pod of the sandbox that had this network a moment ago, still exiting, which
+    would free it between here and the kubelet's look (a false failure under load) — so wait
+    for it to go and hold the address ourselves; one that stays is the same test."""
+    deadline = time.monotonic() + HELD_ELSEWHERE_SECONDS
+    while True:
+        try:
+            leftover.bind((address, port))
+            leftover.listen()
+            return
+        except OSError as error:
+            assert error.errno == errno.EADDRINUSE, error
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
 
 
 def test_an_address_taken_by_a_leftover_process_is_skipped(kube: Kube) -> None:
     taken = f"127.{kube.cluster.network}.10.1"  # the first pod address of this cluster
     with socket.socket() as leftover:
-        try:
-            leftover.bind((taken, 8000))
-            leftover.listen()
-        except OSError as error:  # a real leftover holds it already (CI met one): same test
-            assert error.errno == errno.EADDRINUSE, error
+        hold(leftover, taken, 8000)
         kube.apply("default", deployment("emu", replicas=1))
 
         def ready_pod() -> object:
