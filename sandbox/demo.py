@@ -309,13 +309,7 @@ class Demo:
         return None
 
     def _failed_on_quality_alone(self, canary: str | None) -> tuple[bool, str]:
-        return failed_on_quality_alone(
-            [
-                outcomes
-                for window, outcomes in gate_windows(self.instance, canary)
-                if window == "Fail"
-            ]
-        )
+        return failed_on_quality_alone(failing_windows(self.instance, canary))
 
     def _cloud_answers(self) -> int:
         """Requests the router sent to the cloud stand-in so far."""
@@ -376,6 +370,11 @@ def gate_windows(
         for evaluation in gate_evaluations(instance, GROUP)
         if "outcomes" in evaluation and evaluation["release_id"] == release
     ]
+
+
+def failing_windows(instance: dg.DagsterInstance, release: str | None) -> list[dict[str, str]]:
+    """The measurement → outcome of each window the gate failed for one release."""
+    return [outcomes for window, outcomes in gate_windows(instance, release) if window == "Fail"]
 
 
 HEADER = (

@@ -23,6 +23,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sandbox.dagster_home import gate_evaluations
+from sandbox.demo import GROUP, gate_windows
 from sandbox.vllm_process import VllmNotInstalled, vllm_python
 from tests.conftest import REPO_ROOT
 
@@ -71,29 +73,17 @@ def test_the_headless_demo_promotes_a_good_release_and_rolls_back_a_stuck_one(
             r.tags["llm-rollout/release"]: str(r.run_config)
             for r in instance.get_runs(dg.RunsFilter(job_name="demo_tiny_rollback"))
         }
-        key = dg.AssetCheckKey(dg.AssetKey(["demo_tiny", "release"]), "gate")
-        evaluations = [
-            r.event.dagster_event.event_specific_data  # type: ignore[union-attr]
-            for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=500)
-        ]
+        promoted = [e for e in gate_evaluations(instance, GROUP) if e["phase"] == "Promoting"]
+        assert len(promoted) == 1 and promoted[0]["passed"]
+        good = [outcomes for _, outcomes in gate_windows(instance, promoted[0]["release_id"])]
     assert not runs[dg.DagsterRunStatus.FAILURE]
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollback") == 1
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_promote") == 1
     assert runs[dg.DagsterRunStatus.SUCCESS].count("demo_tiny_rollout") == 3
-    promoted = [e for e in evaluations if e.metadata["phase"].value == "Promoting"]
-    assert len(promoted) == 1 and promoted[0].passed
-    assert promoted[0].metadata["canary_ttft_p99"].value > 0  # real vLLM histograms
-
-    def windows(release: str) -> list[dict[str, str]]:
-        return [
-            e.metadata["outcomes"].value
-            for e in evaluations
-            if e.metadata["release_id"].value == release and "outcomes" in e.metadata
-        ]
+    assert promoted[0]["canary_ttft_p99"] > 0  # real vLLM histograms
 
     quality = ("prompt_identity", "agreement", "logprob_drift")
     # the good release: its golden answers were stable's, in every window (no false failure)
-    good = promoted[0].metadata["release_id"].value
-    assert windows(good) and all(w[m] == "Pass" for w in windows(good) for m in quality)
+    assert good and all(w[m] == "Pass" for w in good for m in quality)
     (stuck,) = rollbacks
     assert "stalled" in rollbacks[stuck], rollbacks

@@ -35,7 +35,7 @@ import pytest
 
 from llm_rollout.monitoring import quality
 from sandbox.dagster_home import gate_evaluations
-from sandbox.demo import failed_on_quality_alone, gate_windows
+from sandbox.demo import failed_on_quality_alone, failing_windows
 from sandbox.ports import free_port
 from sandbox.vllm_process import VllmNotInstalled, vllm_python
 from tests.conftest import REPO_ROOT
@@ -208,9 +208,7 @@ def rollback_and_failing_windows(home: Path) -> tuple[dg.DagsterRun, list[dict[s
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (rollback,) = instance.get_runs(dg.RunsFilter(job_name="demo_tiny_rollback"))
         canary = rollback.tags["llm-rollout/release"]
-        failing = [
-            outcomes for window, outcomes in gate_windows(instance, canary) if window == "Fail"
-        ]
+        failing = failing_windows(instance, canary)
     return rollback, failing
 
 
